@@ -1,0 +1,265 @@
+"""Command line: ``cirbench list|run|table|datasets``. Only this module prints; the library logs.
+
+User errors (unknown names, bad ``--set``, missing data) end with one message on stderr and exit
+status 2 and write no result record; programming errors keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cirbench import __version__
+from cirbench.config import apply_overrides, parse_overrides, to_dict
+from cirbench.engine import TrainConfig, fit, seed_everything
+from cirbench.errors import CirbenchError
+from cirbench.methods import METHODS, MethodContext, build_method, canonical_name
+from cirbench.methods.base import check_requirements, split_spec
+from cirbench.report import format_table
+from cirbench.results import config_hash, load_records, provenance, record_path, write_record
+from cirbench.tasks import TASKS, Task, TaskData
+
+log = logging.getLogger("cirbench")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` (inclusive) or a mix: ``"0-2,7"``."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, dash, hi = part.partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(part)])
+    except ValueError:
+        raise CirbenchError(f"bad --seeds {text!r}: expected e.g. 0,1,2 or 0-4") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise CirbenchError(f"bad --seeds {text!r}: give distinct seeds, e.g. 0,1,2")
+    return seeds
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CirbenchError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    return torch.device(name)
+
+
+def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -> None:
+    """Every ``--set`` section must be ``train`` or a component of at least one method."""
+    used = {key for spec in specs for key in split_spec(spec)} | {"train"}
+    for section in overrides:
+        if section in used:
+            continue
+        if section in METHODS:
+            raise CirbenchError(
+                f"--set {section}.*: {section!r} is not part of any method run "
+                f"({', '.join(specs)})"
+            )
+        raise CirbenchError(
+            f"--set {section}.*: unknown section; use 'train' or a method component. "
+            + METHODS.unknown_message(section)
+        )
+
+
+def run_one(
+    task: Task,
+    data: TaskData,
+    spec: str,
+    seed: int,
+    cfg: TrainConfig,
+    profile: str,
+    args: argparse.Namespace,
+    overrides: dict[str, dict[str, str]],
+) -> Path:
+    """Train and evaluate one (method, seed); write its record; return the record's path."""
+    device = resolve_device(args.device)
+    seed_everything(seed)
+    model = task.build_model(data, cfg)
+    ctx = MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
+    method = build_method(spec, ctx, overrides, task.method_defaults)
+    check_requirements(method, task.provides, task.name)
+    config = {
+        "task": task.name,
+        "profile": profile,
+        "train": to_dict(cfg),
+        "method": method.configs(),
+        "dataset": data.fingerprint,
+    }
+    chash = config_hash(config)
+    out = Path(args.out)
+    path = record_path(out, task.name, method.name, seed, chash)
+    checkpoint = out / "checkpoints" / task.name / path.with_suffix(".pt").name
+    result = fit(
+        model,
+        method,
+        lambda g: task.train_batches(data, cfg, g),
+        lambda m, meth, dev: task.evaluate(m, meth, data, dev),
+        cfg,
+        seed,
+        device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        fingerprint=chash,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    used = {key for key in method.name.split("+")} | {"train"}
+    record: dict[str, Any] = {
+        "schema": 1,
+        "task": task.name,
+        "method": method.name,
+        "seed": seed,
+        "profile": profile,
+        "overrides": [f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()],
+        "config": config,
+        "config_hash": chash,
+        "metrics": result.metrics,
+        "history": result.history,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "resumed_at_epoch": result.resumed_at_epoch,
+        "amp": result.extra["amp"],
+        "dataset": {"name": task.dataset, "fingerprint": data.fingerprint},
+        "provenance": provenance(device),
+    }
+    write_record(path, record)
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    task = TASKS.get(args.task)()
+    specs = [canonical_name(s) for s in args.method.split(",")] if args.method else []
+    specs = list(dict.fromkeys(specs or task.default_methods))
+    seeds = parse_seeds(args.seeds)
+    overrides = parse_overrides(args.set or [])
+    check_sections(overrides, specs)
+    profile = args.profile or task.default_profile
+    cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
+    resolve_device(args.device)
+    data = task.load(resolve_root(args.data_root))
+    written = []
+    for spec in specs:
+        for seed in seeds:
+            start = time.perf_counter()
+            path = run_one(task, data, spec, seed, cfg, profile, args, overrides)
+            written.append(str(path))
+            print(f"{task.name} {spec} seed {seed}: done in {time.perf_counter() - start:.1f} s "
+                  f"-> {path}", file=sys.stderr)
+    df = load_records(args.out, task.name)
+    print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    order = TASKS.get(args.task).default_methods if args.task in TASKS else ()
+    df = load_records(args.out, args.task)
+    if df.empty:
+        print(f"no result records for {args.task!r} under {Path(args.out) / 'runs'}; "
+              f"run `cirbench run {args.task}` first", file=sys.stderr)
+        return 1
+    print(format_table(df, args.format, order))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        for name in TASKS.names(args.pattern):
+            task = TASKS.get(name)
+            print(f"{name:16s} dataset={task.dataset:16s} profiles={','.join(task.profiles)}")
+    else:
+        for name in METHODS.names(args.pattern):
+            doc = (METHODS.get(name).__module__ and sys.modules[METHODS.get(name).__module__].__doc__) or ""
+            print(f"{name:10s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+    return 0
+
+
+def resolve_root(value: str | None) -> Path:
+    from cirbench.data.catalog import resolve_data_root
+
+    return resolve_data_root(value)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from cirbench.data.catalog import check_dataset, explain, format_status_table, load_catalog
+
+    catalog = load_catalog()
+    root = resolve_root(args.data_root)
+    if args.action == "list":
+        statuses = [check_dataset(e, root, checksums=args.checksums) for e in catalog.values()]
+        print(f"data root: {root}")
+        print(format_status_table(statuses))
+        return 0
+    if args.name not in catalog:
+        import difflib
+
+        close = difflib.get_close_matches(args.name, catalog, n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise CirbenchError(f"unknown dataset {args.name!r}.{hint} Known: {', '.join(catalog)}.")
+    status = check_dataset(catalog[args.name], root, checksums=True)
+    print(explain(status))
+    return 0 if status.state == "found" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cirbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cirbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered tasks or methods")
+    p.add_argument("what", choices=["tasks", "methods"])
+    p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'ci*'")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="train and evaluate methods on a task, one record per seed")
+    p.add_argument("task")
+    p.add_argument("--method", help="comma-separated specs, e.g. ce,cir+ce (default: the task's)")
+    p.add_argument("--seeds", default="0,1,2", help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
+    p.add_argument("--set", nargs="*", metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. triplet.margin=0.5 train.epochs=3")
+    p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)")
+    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="mean ± std over seeds of a task's records")
+    p.add_argument("task")
+    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("datasets", help="check datasets on disk against datasets.yaml")
+    p.add_argument("action", choices=["list", "verify"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)")
+    p.add_argument("--checksums", action="store_true", help="list: also verify md5 sums")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "datasets" and args.action == "verify" and not args.name:
+        parser.error("datasets verify needs a dataset NAME")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except CirbenchError as exc:
+        print(f"cirbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return code
+
+
+def run_cli() -> None:
+    sys.exit(main())

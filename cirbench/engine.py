@@ -1,0 +1,297 @@
+"""Training and evaluation: a flat loop, no hook framework.
+
+``fit`` trains ``model`` with ``method`` for ``cfg.epochs`` epochs, writes a checkpoint after each
+epoch (atomically), can resume from it bit-identically, then evaluates with the task's protocol.
+On CUDA it uses automatic mixed precision and channels_last; on CPU it is deterministic: the same
+seed gives the same metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from cirbench.errors import CirbenchError, TrainingDiverged
+from cirbench.methods.base import Method
+
+log = logging.getLogger(__name__)
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule. Tasks give per-profile values; ``--set train.FIELD=...`` edits them.
+
+    The learning rate follows ``warmup_epochs`` of linear warm-up from ``warmup_factor * lr``,
+    then ``schedule``: constant, ``step`` (x ``gamma`` at each of ``milestones``), or ``cosine``
+    (to 0 at the last epoch). The scheduler steps once per epoch.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    warmup_factor: float = 0.01
+    amp: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    wall_time_s: float
+    resumed_at_epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=False
+    )
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` during ``epoch`` (0-based)."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_factor + (1.0 - cfg.warmup_factor) * epoch / cfg.warmup_epochs
+    if cfg.schedule == "step":
+        return float(cfg.gamma ** sum(epoch >= m for m in cfg.milestones))
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return 1.0
+
+
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_one_epoch(
+    model: nn.Module,
+    method: Method,
+    batches: Batches,
+    optimizers: list[torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    epoch: int,
+    progress: bool = False,
+) -> dict[str, float]:
+    """One pass over ``batches``; returns the mean of every loss term and the images/s."""
+    model.train()
+    method.train()
+    amp = scaler.is_enabled()
+    sums: dict[str, float] = {}
+    steps = images = 0
+    start = time.perf_counter()
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    for step, (x, y) in enumerate(bar):
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            terms = method(model(x), y, getattr(model, "head", None))
+        check_finite(terms, epoch, step)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        scaler.scale(terms["total"]).backward()
+        for opt in optimizers:
+            scaler.step(opt)
+        scaler.update()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        steps += 1
+        images += len(y)
+        if progress:
+            rate = images / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{float(terms['total']):.4f}", img_s=f"{rate:.0f}")
+    if steps == 0:
+        raise CirbenchError("the training set gave no batch: lower train.batch_size")
+    seconds = time.perf_counter() - start
+    return {**{k: v / steps for k, v in sums.items()}, "images_per_s": images / seconds}
+
+
+def check_finite(terms: dict[str, Tensor], epoch: int, step: int) -> None:
+    if bool(torch.isfinite(terms["total"])):
+        return
+    bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
+    raise TrainingDiverged(
+        f"training diverged: loss {', '.join(bad)} became {float(terms['total'])} at epoch "
+        f"{epoch + 1}, step {step + 1}. Lower the learning rate (--set train.lr=...) or the "
+        "loss weights; no result record was written."
+    )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a killed process leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "data": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds, so that resuming is bit-identical."""
+
+    model: nn.Module
+    method: Method
+    optimizers: list[torch.optim.Optimizer]
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    def state_dict(self, fingerprint: str) -> dict[str, Any]:
+        return {
+            "fingerprint": fingerprint,
+            "epoch": len(self.history),
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "rng": rng_state(self.generator),
+        }
+
+    def load(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.method.load_state_dict(ckpt["method"])
+        for opt, saved in zip(self.optimizers, ckpt["optimizers"], strict=True):
+            opt.load_state_dict(saved)
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.history = list(ckpt["history"])
+        self.train_seconds = float(ckpt["train_seconds"])
+        set_rng_state(ckpt["rng"], self.generator)
+
+
+def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | None:
+    """Restore ``state`` from ``path`` if it exists; return the epoch it resumes at."""
+    if not path.exists():
+        log.info("no checkpoint at %s: starting from scratch", path)
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("fingerprint") != fingerprint:
+        raise CirbenchError(
+            f"checkpoint {path} belongs to a different configuration; delete it or run "
+            "without --resume"
+        )
+    state.load(ckpt)
+    return len(state.history)
+
+
+def fit(
+    model: nn.Module,
+    method: Method,
+    train_batches: Callable[[torch.Generator], Batches],
+    evaluate: Callable[[nn.Module, Method, torch.device], dict[str, float]],
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    progress: bool = False,
+) -> FitResult:
+    """Train, checkpointing every epoch, then evaluate. ``train_batches(generator)`` yields one
+    epoch of (inputs, labels); all data order randomness must come from ``generator``."""
+    model.to(device)
+    method.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizers = [make_optimizer(model, cfg), *method.auxiliary_optimizers()]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda e: lr_factor(e, cfg))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    generator = torch.Generator().manual_seed(seed)
+    state = TrainState(model, method, optimizers, scheduler, scaler, generator)
+    resumed = None
+    if resume and checkpoint is not None:
+        resumed = load_checkpoint(checkpoint, state, fingerprint)
+    for epoch in range(len(state.history), cfg.epochs):
+        start = time.perf_counter()
+        lr = float(optimizers[0].param_groups[0]["lr"])
+        terms = train_one_epoch(
+            model, method, train_batches(generator), optimizers, scaler, device, epoch, progress
+        )
+        scheduler.step()
+        state.train_seconds += time.perf_counter() - start
+        state.history.append({"epoch": epoch + 1, "lr": lr, **terms})
+        log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, terms)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state.state_dict(fingerprint))
+    start = time.perf_counter()
+    metrics = evaluate_model(model, method, evaluate, device)
+    wall = state.train_seconds + time.perf_counter() - start
+    return FitResult(metrics, state.history, wall, resumed, {"amp": scaler.is_enabled()})
+
+
+def evaluate_model(
+    model: nn.Module,
+    method: Method,
+    evaluate: Callable[[nn.Module, Method, torch.device], dict[str, float]],
+    device: torch.device,
+) -> dict[str, float]:
+    """Run the task's evaluation with model and method in eval mode, without gradients."""
+    model.eval()
+    method.eval()
+    with torch.inference_mode():
+        return evaluate(model, method, device)

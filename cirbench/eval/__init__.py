@@ -1,0 +1,1 @@
+"""Evaluation protocols: classification accuracy, retrieval (CMC / mAP)."""

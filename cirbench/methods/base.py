@@ -1,0 +1,191 @@
+"""What a method is: feature perturbations, then a weighted sum of loss terms.
+
+A method spec such as ``"cir+triplet"`` names registered components joined by ``+``. Each
+component is a :class:`Loss` or a :class:`Perturbation` with a frozen dataclass ``Config``
+holding the paper's defaults. :func:`build_method` turns a spec into a :class:`Method`, an
+``nn.Module`` that the engine calls once per batch:
+
+    terms = method(features, labels, head)   # {"triplet": ..., "total": ...}
+
+``features`` (N, D) are the model's output embeddings, ``labels`` (N,) integer class ids, and
+``head`` maps (possibly perturbed) features to logits (N, C), or is ``None`` when the task has no
+classifier. Perturbations act in training mode only (``method.train()``); the engine never
+branches on method names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from cirbench.config import apply_overrides
+from cirbench.errors import CirbenchError
+from cirbench.registry import Registry
+
+Head = Callable[[Tensor], Tensor]
+
+#: What a task's model provides and a loss may require.
+FEATURES = "features"
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a component needs to know about the task to build itself."""
+
+    num_classes: int
+    feature_dim: int
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Fields every loss has. ``weight`` multiplies the term in the total (default 1.0, ours)."""
+
+    weight: float = 1.0
+
+
+class Component(nn.Module):
+    """A registered building block of a method. Subclasses set ``key`` and ``Config``."""
+
+    key: ClassVar[str]
+    Config: ClassVar[type[Any]]
+
+    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.ctx = ctx
+
+    def auxiliary_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers for the component's own parameters (e.g. center-loss centers)."""
+        return []
+
+
+class Loss(Component):
+    """A loss term: ``forward(features, logits, labels) -> scalar``."""
+
+    #: Subset of {FEATURES, LOGITS} this loss reads.
+    requires: ClassVar[frozenset[str]] = frozenset({FEATURES})
+
+    def forward(self, features: Tensor, logits: Tensor | None, labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class Perturbation(Component):
+    """Moves features in training mode: ``forward(features, labels) -> features``."""
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Component]] = Registry("method")
+
+
+class Method(nn.Module):
+    """Perturbations (applied in order, training only) and weighted losses."""
+
+    def __init__(self, name: str, perturbations: list[Perturbation], losses: list[Loss]) -> None:
+        super().__init__()
+        self.name = name
+        self.perturbations = nn.ModuleList(perturbations)
+        self.losses = nn.ModuleDict({loss.key: loss for loss in losses})
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset().union(*(loss.requires for loss in self.losses.values()))
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """The resolved config of every component, for result records."""
+        comps: list[Component] = [*self.perturbations, *self.losses.values()]
+        return {c.key: dataclasses.asdict(c.cfg) for c in comps}
+
+    def auxiliary_optimizers(self) -> list[torch.optim.Optimizer]:
+        comps: list[Component] = [*self.perturbations, *self.losses.values()]
+        return [opt for c in comps for opt in c.auxiliary_optimizers()]
+
+    def forward(self, features: Tensor, labels: Tensor, head: Head | None) -> dict[str, Tensor]:
+        for perturb in self.perturbations:
+            features = perturb(features, labels)
+        logits = head(features) if head is not None and LOGITS in self.requires else None
+        terms: dict[str, Tensor] = {}
+        total = features.new_zeros(())
+        for key, loss in self.losses.items():
+            value = loss(features, logits, labels)
+            terms[key] = value.detach()
+            total = total + loss.cfg.weight * value
+        terms["total"] = total
+        return terms
+
+
+def split_spec(spec: str) -> list[str]:
+    """``"triplet+cir"`` -> ``["triplet", "cir"]``; empty parts and repeats are errors."""
+    keys = [k.strip() for k in spec.split("+")]
+    if any(not k for k in keys):
+        raise CirbenchError(f"bad method spec {spec!r}: empty component between '+' signs")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise CirbenchError(f"bad method spec {spec!r}: {', '.join(repeated)} given twice")
+    return keys
+
+
+def canonical_name(spec: str) -> str:
+    """Order-insensitive name: perturbations first, then losses, each sorted.
+
+    ``canonical_name("triplet+cir") == "cir+triplet"``.
+    """
+    keys = split_spec(spec)
+    classes = {k: METHODS.get(k) for k in keys}
+    perts = sorted(k for k, c in classes.items() if issubclass(c, Perturbation))
+    losses = sorted(k for k, c in classes.items() if issubclass(c, Loss))
+    if not losses:
+        raise CirbenchError(
+            f"method {spec!r} has no loss: a perturbation only moves features; add a loss, "
+            f"e.g. {'+'.join([*perts, 'triplet'])}"
+        )
+    return "+".join(perts + losses)
+
+
+def build_method(
+    spec: str,
+    ctx: MethodContext,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Method:
+    """Build the method named by ``spec``.
+
+    ``defaults`` are a task's values for some fields (e.g. Circle loss m and gamma per task),
+    applied over the paper defaults; ``overrides`` (from ``--set``) are applied last. Sections of
+    either mapping that name components not in ``spec`` are ignored here; the CLI checks that
+    every ``--set`` section is used by at least one method.
+    """
+    name = canonical_name(spec)
+    perturbations: list[Perturbation] = []
+    losses: list[Loss] = []
+    for key in name.split("+"):
+        cls = METHODS.get(key)
+        cfg = cls.Config()
+        cfg = apply_overrides(cfg, (defaults or {}).get(key, {}), key)
+        cfg = apply_overrides(cfg, (overrides or {}).get(key, {}), key)
+        comp = cls(cfg, ctx)
+        if isinstance(comp, Perturbation):
+            perturbations.append(comp)
+        else:
+            assert isinstance(comp, Loss)
+            losses.append(comp)
+    return Method(name, perturbations, losses)
+
+
+def check_requirements(method: Method, provides: frozenset[str], task: str) -> None:
+    """Raise a clear error when a loss needs an output the task's model does not have."""
+    for loss in method.losses.values():
+        missing = loss.requires - provides
+        if missing:
+            what = "a classifier (logits)" if LOGITS in missing else "embedding features"
+            raise CirbenchError(
+                f"method {method.name!r}: loss {loss.key!r} needs {what}, but task {task!r} "
+                f"provides only {', '.join(sorted(provides))}"
+            )

@@ -1,0 +1,62 @@
+"""A small generic name -> object registry used for tasks and methods.
+
+Registration is a decorator; a name registered twice raises; an unknown name raises a
+:class:`~cirbench.errors.CirbenchError` that suggests the closest registered names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from cirbench.errors import CirbenchError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects of one kind (``kind`` is used in error messages)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("circle")`` registers the decorated object."""
+
+        def decorate(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return decorate
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise CirbenchError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return (
+            f"unknown {self.kind} {name!r}.{hint} "
+            f"Known {self.kind}s: {', '.join(sorted(self._items))}."
+        )
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style glob, sorted."""
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)

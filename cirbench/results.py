@@ -1,0 +1,145 @@
+"""Result records: one JSON file per (task, method, seed, config) under ``<out>/runs/<task>/``.
+
+A record carries the metrics and everything needed to trust them: the resolved config, git
+commit, package versions, device, seed, dataset fingerprint, wall time and per-epoch losses.
+Records are written atomically (temp file, fsync, rename), so a killed process never leaves a
+partial JSON behind. Tables are computed from records, never hand-edited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+PACKAGES = ("cirbench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas")
+REQUIRED = ("schema", "task", "method", "seed", "config_hash", "metrics")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Short stable hash of a JSON-ready config (seed excluded by the caller)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def record_path(out: Path, task: str, method: str, seed: int, chash: str) -> Path:
+    return out / "runs" / task / f"{method}__seed{seed}__{chash}.json"
+
+
+def git_commit() -> dict[str, Any]:
+    """HEAD of the repository holding the package, and whether the tree had changes."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit or None, "dirty": dirty}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    return {
+        "git": git_commit(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device_name(device),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write JSON atomically: readers see the old file or the complete new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None (with a warning naming the file) if it is not one."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("skipping %s: not a readable JSON record (%s)", path, exc)
+        return None
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
+        log.warning("skipping %s: not a cirbench result record", path)
+        return None
+    if not isinstance(record["metrics"], dict):
+        log.warning("skipping %s: its metrics are not a mapping", path)
+        return None
+    return record
+
+
+def load_records(root: Path | str = "results", task: str | None = None) -> pd.DataFrame:
+    """All records under ``root/runs`` as one row each: identity columns plus one per metric.
+
+    Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, path,
+    then every metric name. Unreadable or foreign JSON files are skipped with a warning.
+    """
+    runs = Path(root) / "runs"
+    pattern = f"{task}/*.json" if task else "*/*.json"
+    rows = []
+    for path in sorted(runs.glob(pattern)):
+        record = read_record(path)
+        if record is None:
+            continue
+        rows.append(
+            {
+                "task": record["task"],
+                "method": record["method"],
+                "seed": record["seed"],
+                "profile": record.get("profile"),
+                "overrides": " ".join(record.get("overrides", [])),
+                "config_hash": record["config_hash"],
+                "wall_time_s": record.get("wall_time_s"),
+                "device": record.get("provenance", {}).get("device"),
+                "path": str(path),
+                **record["metrics"],
+            }
+        )
+    return pd.DataFrame(rows)

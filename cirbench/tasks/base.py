@@ -1,0 +1,81 @@
+"""What a task is: data in its canonical form, a model recipe, training profiles, an evaluation
+protocol, and per-task method defaults.
+
+A task class is registered under the word users type (``@TASKS.register("digits")``). The CLI
+and tests use only this interface, so adding a task touches one new file and its test.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cirbench.engine import Batches, TrainConfig
+from cirbench.errors import CirbenchError
+from cirbench.methods.base import Method
+from cirbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Loaded data of a task. ``train`` and ``test`` are whatever the task's own methods use."""
+
+    train: Any
+    test: Any
+    num_classes: int
+    fingerprint: str  # identifies the exact data used, for result records
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    #: Entry in datasets.yaml.
+    dataset: ClassVar[str]
+    #: What the task's model outputs: subset of {"features", "logits"}.
+    provides: ClassVar[frozenset[str]]
+    #: What ``cirbench run TASK`` runs when no --method is given.
+    default_methods: ClassVar[tuple[str, ...]]
+    profiles: ClassVar[Mapping[str, TrainConfig]]
+    default_profile: ClassVar[str]
+    #: Task-specific values for method fields (over the papers' defaults, under --set).
+    method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def profile(self, name: str | None) -> TrainConfig:
+        name = name or self.default_profile
+        if name not in self.profiles:
+            close = difflib.get_close_matches(name, self.profiles, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise CirbenchError(
+                f"task {self.name!r} has no profile {name!r}.{hint} "
+                f"Its profiles: {', '.join(self.profiles)}."
+            )
+        return self.profiles[name]
+
+    @abstractmethod
+    def load(self, data_root: Path) -> TaskData:
+        """Read the dataset; raise CirbenchError telling the user where to put what."""
+
+    @abstractmethod
+    def build_model(self, data: TaskData, cfg: TrainConfig) -> nn.Module:
+        """A module with ``forward`` (features), ``head`` (or None) and ``embed``."""
+
+    @abstractmethod
+    def train_batches(
+        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+    ) -> Batches:
+        """One epoch of (inputs, labels); all randomness drawn from ``generator``."""
+
+    @abstractmethod
+    def evaluate(
+        self, model: nn.Module, method: Method, data: TaskData, device: torch.device
+    ) -> dict[str, float]:
+        """The task's protocol; model and method are in eval mode, gradients off."""
+
+
+TASKS: Registry[type[Task]] = Registry("task")
