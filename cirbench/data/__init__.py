@@ -1,0 +1,1 @@
+"""Datasets: the catalogue of where data lives (datasets.yaml), readers and samplers."""
