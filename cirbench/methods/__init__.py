@@ -1,0 +1,22 @@
+"""Method components; importing this package registers every key in :data:`METHODS`."""
+
+from cirbench.methods import ce, center, cir, circle, ls, triplet  # noqa: F401  (registration side effects)
+from cirbench.methods.base import (
+    METHODS,
+    Loss,
+    Method,
+    MethodContext,
+    Perturbation,
+    build_method,
+    canonical_name,
+)
+
+__all__ = [
+    "METHODS",
+    "Loss",
+    "Method",
+    "MethodContext",
+    "Perturbation",
+    "build_method",
+    "canonical_name",
+]
