@@ -1,3 +1,3 @@
-"""cirbench: a reproduction benchmark for losses and feature regularizers (CIR and its neighbours)."""
+"""cirbench: reproduction benchmark for losses and feature regularizers (CIR and neighbours)."""
 
 __version__ = "0.1.0"

@@ -59,8 +59,7 @@ def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -
             continue
         if section in METHODS:
             raise CirbenchError(
-                f"--set {section}.*: {section!r} is not part of any method run "
-                f"({', '.join(specs)})"
+                f"--set {section}.*: {section!r} is not part of any method run ({', '.join(specs)})"
             )
         raise CirbenchError(
             f"--set {section}.*: unknown section; use 'train' or a method component. "
@@ -116,7 +115,9 @@ def run_one(
         "method": method.name,
         "seed": seed,
         "profile": profile,
-        "overrides": [f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()],
+        "overrides": [
+            f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()
+        ],
         "config": config,
         "config_hash": chash,
         "metrics": result.metrics,
@@ -148,8 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             path = run_one(task, data, spec, seed, cfg, profile, args, overrides)
             written.append(str(path))
-            print(f"{task.name} {spec} seed {seed}: done in {time.perf_counter() - start:.1f} s "
-                  f"-> {path}", file=sys.stderr)
+            print(
+                f"{task.name} {spec} seed {seed}: done in {time.perf_counter() - start:.1f} s "
+                f"-> {path}",
+                file=sys.stderr,
+            )
     df = load_records(args.out, task.name)
     print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
     return 0
@@ -159,8 +163,11 @@ def cmd_table(args: argparse.Namespace) -> int:
     order = TASKS.get(args.task).default_methods if args.task in TASKS else ()
     df = load_records(args.out, args.task)
     if df.empty:
-        print(f"no result records for {args.task!r} under {Path(args.out) / 'runs'}; "
-              f"run `cirbench run {args.task}` first", file=sys.stderr)
+        print(
+            f"no result records for {args.task!r} under {Path(args.out) / 'runs'}; "
+            f"run `cirbench run {args.task}` first",
+            file=sys.stderr,
+        )
         return 1
     print(format_table(df, args.format, order))
     return 0
@@ -173,7 +180,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{name:16s} dataset={task.dataset:16s} profiles={','.join(task.profiles)}")
     else:
         for name in METHODS.names(args.pattern):
-            doc = (METHODS.get(name).__module__ and sys.modules[METHODS.get(name).__module__].__doc__) or ""
+            doc = (
+                METHODS.get(name).__module__ and sys.modules[METHODS.get(name).__module__].__doc__
+            ) or ""
             print(f"{name:10s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
     return 0
 
@@ -220,13 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task")
     p.add_argument("--method", help="comma-separated specs, e.g. ce,cir+ce (default: the task's)")
     p.add_argument("--seeds", default="0,1,2", help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
-    p.add_argument("--set", nargs="*", metavar="SECTION.FIELD=VALUE",
-                   help="override a config field, e.g. triplet.margin=0.5 train.epochs=3")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        metavar="SECTION.FIELD=VALUE",
+        help="override a config field, e.g. triplet.margin=0.5 train.epochs=3",
+    )
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--out", default="results", help="results folder (default results/)")
-    p.add_argument("--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)")
+    p.add_argument(
+        "--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)"
+    )
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -240,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="check datasets on disk against datasets.yaml")
     p.add_argument("action", choices=["list", "verify"])
     p.add_argument("name", nargs="?")
-    p.add_argument("--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)")
+    p.add_argument(
+        "--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)"
+    )
     p.add_argument("--checksums", action="store_true", help="list: also verify md5 sums")
     p.set_defaults(func=cmd_datasets)
     return parser
@@ -251,8 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "datasets" and args.action == "verify" and not args.name:
         parser.error("datasets verify needs a dataset NAME")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         code: int = args.func(args)
     except CirbenchError as exc:

@@ -65,9 +65,7 @@ def convert(value: str, annotation: Any, where: str) -> Any:
         try:
             return annotation(value)
         except ValueError:
-            raise CirbenchError(
-                f"{where}={value!r}: expected {annotation.__name__}"
-            ) from None
+            raise CirbenchError(f"{where}={value!r}: expected {annotation.__name__}") from None
     if annotation is str:
         return value
     raise TypeError(f"{where}: unsupported field type {annotation!r}")

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from cirbench.errors import CirbenchError, TrainingDiverged
+from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods.base import Method
+from cirbench.models import EmbeddingNet
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
 
 
 def train_one_epoch(
-    model: nn.Module,
+    model: EmbeddingNet,
     method: Method,
     batches: Batches,
     optimizers: list[torch.optim.Optimizer],
@@ -124,7 +125,7 @@ def train_one_epoch(
     for step, (x, y) in enumerate(bar):
         x, y = to_device(x, device), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            terms = method(model(x), y, getattr(model, "head", None))
+            terms = method(model(x), y, model.head)
         check_finite(terms, epoch, step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -149,8 +150,9 @@ def check_finite(terms: dict[str, Tensor], epoch: int, step: int) -> None:
     if bool(torch.isfinite(terms["total"])):
         return
     bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
-    raise TrainingDiverged(
-        f"training diverged: loss {', '.join(bad)} became {float(terms['total'])} at epoch "
+    value = float(terms["total"].detach())
+    raise TrainingDivergedError(
+        f"training diverged: loss {', '.join(bad)} became {value} at epoch "
         f"{epoch + 1}, step {step + 1}. Lower the learning rate (--set train.lr=...) or the "
         "loss weights; no result record was written."
     )
@@ -240,10 +242,10 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
 
 
 def fit(
-    model: nn.Module,
+    model: EmbeddingNet,
     method: Method,
     train_batches: Callable[[torch.Generator], Batches],
-    evaluate: Callable[[nn.Module, Method, torch.device], dict[str, float]],
+    evaluate: Callable[[EmbeddingNet, Method, torch.device], dict[str, float]],
     cfg: TrainConfig,
     seed: int,
     device: torch.device,
@@ -257,7 +259,7 @@ def fit(
     model.to(device)
     method.to(device)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
     optimizers = [make_optimizer(model, cfg), *method.auxiliary_optimizers()]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda e: lr_factor(e, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
@@ -285,9 +287,9 @@ def fit(
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: EmbeddingNet,
     method: Method,
-    evaluate: Callable[[nn.Module, Method, torch.device], dict[str, float]],
+    evaluate: Callable[[EmbeddingNet, Method, torch.device], dict[str, float]],
     device: torch.device,
 ) -> dict[str, float]:
     """Run the task's evaluation with model and method in eval mode, without gradients."""

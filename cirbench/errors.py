@@ -14,7 +14,7 @@ class CirbenchError(Exception):
     exit_code = 2
 
 
-class TrainingDiverged(CirbenchError):
+class TrainingDivergedError(CirbenchError):
     """A loss became NaN or infinite; the run stops and writes no record."""
 
     exit_code = 1

@@ -41,7 +41,7 @@ def summarize(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     df = df.assign(profile=df["profile"].fillna(""), overrides=df["overrides"].fillna(""))
     grouped = df.groupby(keys, sort=False)
     summary = grouped[metrics].agg(["mean", "std"])
-    summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+    summary.columns = [f"{col[0]}_{col[1]}" for col in summary.columns]
     summary["n"] = grouped.size()
     summary = summary.reset_index()
     rank = {m: i for i, m in enumerate(order)}
@@ -68,8 +68,8 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
     # Labels carry the profile only when several profiles are mixed in one table.
     show_profile = summary["profile"].nunique() > 1
     labels = [
-        row_label(r.method, r.profile if show_profile else None, r.overrides)
-        for r in summary.itertuples()
+        row_label(str(m), str(p) if show_profile else None, str(o))
+        for m, p, o in zip(summary["method"], summary["profile"], summary["overrides"], strict=True)
     ]
     if fmt == "csv":
         flat = summary.drop(columns=["profile", "overrides"]).assign(method=labels)

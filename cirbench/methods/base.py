@@ -94,18 +94,23 @@ class Method(nn.Module):
         self.perturbations = nn.ModuleList(perturbations)
         self.losses = nn.ModuleDict({loss.key: loss for loss in losses})
 
+    def loss_terms(self) -> list[Loss]:
+        return [loss for loss in self.losses.values() if isinstance(loss, Loss)]
+
+    def components(self) -> list[Component]:
+        perts = [p for p in self.perturbations if isinstance(p, Perturbation)]
+        return [*perts, *self.loss_terms()]
+
     @property
     def requires(self) -> frozenset[str]:
-        return frozenset().union(*(loss.requires for loss in self.losses.values()))
+        return frozenset[str]().union(*(loss.requires for loss in self.loss_terms()))
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """The resolved config of every component, for result records."""
-        comps: list[Component] = [*self.perturbations, *self.losses.values()]
-        return {c.key: dataclasses.asdict(c.cfg) for c in comps}
+        return {c.key: dataclasses.asdict(c.cfg) for c in self.components()}
 
     def auxiliary_optimizers(self) -> list[torch.optim.Optimizer]:
-        comps: list[Component] = [*self.perturbations, *self.losses.values()]
-        return [opt for c in comps for opt in c.auxiliary_optimizers()]
+        return [opt for c in self.components() for opt in c.auxiliary_optimizers()]
 
     def forward(self, features: Tensor, labels: Tensor, head: Head | None) -> dict[str, Tensor]:
         for perturb in self.perturbations:
@@ -113,9 +118,9 @@ class Method(nn.Module):
         logits = head(features) if head is not None and LOGITS in self.requires else None
         terms: dict[str, Tensor] = {}
         total = features.new_zeros(())
-        for key, loss in self.losses.items():
+        for loss in self.loss_terms():
             value = loss(features, logits, labels)
-            terms[key] = value.detach()
+            terms[loss.key] = value.detach()
             total = total + loss.cfg.weight * value
         terms["total"] = total
         return terms
@@ -181,7 +186,7 @@ def build_method(
 
 def check_requirements(method: Method, provides: frozenset[str], task: str) -> None:
     """Raise a clear error when a loss needs an output the task's model does not have."""
-    for loss in method.losses.values():
+    for loss in method.loss_terms():
         missing = loss.requires - provides
         if missing:
             what = "a classifier (logits)" if LOGITS in missing else "embedding features"

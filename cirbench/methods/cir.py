@@ -88,7 +88,9 @@ class ClassInterference(Perturbation):
             target, has_target = self._targets(centroids, valid, index)
             lam = self._strengths(features.shape[0], features.device)
             lam = lam * has_target
-        moved = features + lam.unsqueeze(1).to(features.dtype) * (target.to(features.dtype) - features)
+        moved = features + lam.unsqueeze(1).to(features.dtype) * (
+            target.to(features.dtype) - features
+        )
         if self.cfg.normalize_output:
             moved = F.normalize(moved, dim=1)
         return moved
@@ -127,7 +129,8 @@ class ClassInterference(Perturbation):
         return target, has_target.float()
 
     def _strengths(self, n: int, device: torch.device) -> Tensor:
-        apply = (torch.rand(n, device=device) < self.cfg.p).float()
-        if self.cfg.strength_mode == "fixed":
-            return apply * self.cfg.strength
-        return apply * torch.rand(n, device=device) * self.cfg.strength
+        cfg: CIRConfig = self.cfg
+        apply = (torch.rand(n, device=device) < cfg.p).float()
+        if cfg.strength_mode == "fixed":
+            return apply * cfg.strength
+        return apply * torch.rand(n, device=device) * cfg.strength

@@ -1,2 +1,19 @@
-"""Backbones and heads. A task model maps inputs to features (``forward``), exposes ``head``
-(features -> logits, or ``None``) and ``embed`` (the features used at evaluation)."""
+"""Backbones and heads behind one small interface, :class:`EmbeddingNet`."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class EmbeddingNet(nn.Module):
+    """A task model: ``forward`` gives the training features (N, ``embed_dim``), ``head`` maps
+    features to logits (or is ``None`` for a task without classifier), ``embed`` gives the
+    features used at evaluation (the same as ``forward`` unless a model says otherwise, e.g. the
+    BNNeck of re-ID evaluates after its batch norm)."""
+
+    embed_dim: int
+    head: nn.Module | None
+
+    def embed(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
+        return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cirbench.models import EmbeddingNet
+
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -17,7 +19,7 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(EmbeddingNet):
     def __init__(
         self, in_channels: int, num_classes: int | None, embed_dim: int = 64, width: int = 32
     ) -> None:
@@ -32,11 +34,8 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
             nn.Linear(4 * width, embed_dim),
         )
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes else None
+        self.head: nn.Module | None = nn.Linear(embed_dim, num_classes) if num_classes else None
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.body(x)
         return out
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.forward(x)

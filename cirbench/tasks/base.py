@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from cirbench.engine import Batches, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.methods.base import Method
+from cirbench.models import EmbeddingNet
 from cirbench.registry import Registry
 
 
@@ -62,8 +62,8 @@ class Task(ABC):
         """Read the dataset; raise CirbenchError telling the user where to put what."""
 
     @abstractmethod
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> nn.Module:
-        """A module with ``forward`` (features), ``head`` (or None) and ``embed``."""
+    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
+        """The task's model recipe."""
 
     @abstractmethod
     def train_batches(
@@ -73,7 +73,7 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(
-        self, model: nn.Module, method: Method, data: TaskData, device: torch.device
+        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
     ) -> dict[str, float]:
         """The task's protocol; model and method are in eval mode, gradients off."""
 

@@ -18,12 +18,13 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cirbench.engine import TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS, Method
+from cirbench.models import EmbeddingNet
 from cirbench.models.small import SmallCNN
 from cirbench.tasks.base import TASKS, Task, TaskData
 
@@ -76,7 +77,7 @@ class Digits(Task):
             fingerprint=f"sklearn-digits:sha256:{digest.hexdigest()[:16]}",
         )
 
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> nn.Module:
+    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
         return SmallCNN(in_channels=1, num_classes=data.num_classes, embed_dim=64, width=32)
 
     def train_batches(
@@ -86,12 +87,12 @@ class Digits(Task):
         return shuffled_batches(x, y, cfg.batch_size, generator)
 
     def evaluate(
-        self, model: nn.Module, method: Method, data: TaskData, device: torch.device
+        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
     ) -> dict[str, float]:
         x, y = (t.to(device) for t in data.test)
         features = model.embed(x).float()
         metrics: dict[str, float] = {}
-        if LOGITS in method.requires:
+        if LOGITS in method.requires and model.head is not None:
             metrics["top1"] = top1_accuracy(model.head(features), y)
         not_self = ~torch.eye(len(y), dtype=torch.bool, device=device)
         metrics.update(retrieval_metrics(cosine_distance(features, features), y, y, not_self))
