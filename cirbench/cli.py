@@ -21,7 +21,8 @@ from cirbench.config import apply_overrides, parse_overrides, to_dict
 from cirbench.engine import TrainConfig, fit, seed_everything
 from cirbench.errors import CirbenchError
 from cirbench.methods import METHODS, MethodContext, build_method, canonical_name
-from cirbench.methods.base import check_requirements, split_spec
+from cirbench.methods.base import Method, check_requirements, split_spec
+from cirbench.models import EmbeddingNet
 from cirbench.report import format_table
 from cirbench.results import config_hash, load_records, provenance, record_path, write_record
 from cirbench.tasks import TASKS, Task, TaskData
@@ -67,6 +68,18 @@ def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -
         )
 
 
+def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
+    return MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
+
+
+def build_checked(
+    task: Task, spec: str, ctx: MethodContext, overrides: dict[str, dict[str, str]]
+) -> Method:
+    method = build_method(spec, ctx, overrides, task.method_defaults)
+    check_requirements(method, task.provides, task.name)
+    return method
+
+
 def run_one(
     task: Task,
     data: TaskData,
@@ -81,9 +94,7 @@ def run_one(
     device = resolve_device(args.device)
     seed_everything(seed)
     model = task.build_model(data, cfg)
-    ctx = MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
-    method = build_method(spec, ctx, overrides, task.method_defaults)
-    check_requirements(method, task.provides, task.name)
+    method = build_checked(task, spec, method_context(data, model), overrides)
     config = {
         "task": task.name,
         "profile": profile,
@@ -143,6 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
     resolve_device(args.device)
     data = task.load(resolve_root(args.data_root))
+    ctx = method_context(data, task.build_model(data, cfg))
+    for spec in specs:  # every method is valid before anything trains
+        build_checked(task, spec, ctx, overrides)
     written = []
     for spec in specs:
         for seed in seeds:

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cirbench.results import config_hash, load_records, read_record, record_path, write_record
+
+
+def record(task: str = "digits", method: str = "ce", seed: int = 0, **metrics: float) -> dict:
+    return {
+        "schema": 1,
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "profile": "default",
+        "overrides": [],
+        "config_hash": "abc",
+        "metrics": metrics or {"top1": 0.5},
+        "wall_time_s": 1.0,
+        "provenance": {"device": "cpu"},
+    }
+
+
+def test_config_hash_is_stable_and_sensitive() -> None:
+    a = {"train": {"lr": 0.1, "epochs": 3}, "method": {"ce": {"weight": 1.0}}}
+    b = {"method": {"ce": {"weight": 1.0}}, "train": {"epochs": 3, "lr": 0.1}}
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash({**a, "train": {"lr": 0.2, "epochs": 3}})
+
+
+def test_write_then_load_records(tmp_path: Path) -> None:
+    for seed, acc in [(0, 0.9), (1, 0.8)]:
+        write_record(
+            record_path(tmp_path, "digits", "ce", seed, "abc"), record(seed=seed, top1=acc)
+        )
+    df = load_records(tmp_path, "digits")
+    assert sorted(df["seed"]) == [0, 1]
+    assert sorted(df["top1"]) == [0.8, 0.9]
+    assert list(tmp_path.glob("runs/digits/.*")) == []  # no temp files left behind
+
+
+def test_foreign_and_corrupt_files_are_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    runs = tmp_path / "runs" / "digits"
+    write_record(runs / "good.json", record())
+    (runs / "truncated.json").write_text('{"task": "digits", "metr')
+    (runs / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    (runs / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    with caplog.at_level(logging.WARNING):
+        df = load_records(tmp_path)
+    assert list(df["path"]) == [str(runs / "good.json")]
+    for name in ("truncated.json", "foreign.json", "binary.json"):
+        assert name in caplog.text
+    assert read_record(runs / "foreign.json") is None
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from cirbench.results import write_record
+path = Path(sys.argv[1])
+big = {"schema": 1, "task": "t", "method": "m", "seed": 0, "config_hash": "h",
+       "metrics": {"x": 1.0}, "history": [{"loss": i * 0.5} for i in range(300_000)]}
+print("ready", flush=True)
+while True:
+    write_record(path, big)
+"""
+
+
+def test_record_survives_sigkill_during_write(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "t" / "rec.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the writer is now in the middle of another write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    data = json.loads(path.read_text())  # complete, valid JSON
+    assert len(data["history"]) == 300_000
+    assert [p.name for p in path.parent.glob("*.json")] == ["rec.json"]
