@@ -26,7 +26,9 @@ updated once per training batch *before* targets are taken: c_k <- m * c_k + (1 
 every class k in the batch, and c_k <- mean_k the first time k is seen. Targets are detached, so
 the gradient reaches the backbone through (1 - lam) * f only. ``normalize_input`` L2-normalises f
 (and so the centroids) before the move, ``normalize_output`` L2-normalises f' after it.
-A sample with no negative class available is left unchanged.
+A sample with no negative class available is left unchanged. The normalisations belong to the
+perturbation: they act in training only and not at all when p = 0 (then CIR is the identity).
+Centroids and the memory are kept in float32 whatever the feature dtype (AMP-safe).
 
 Shapes: features (N, D) float, labels (N,) int64 in [0, C). Output (N, D).
 Defaults (all ours): p = 0.5, strength = 0.5 with ``"uniform"`` (mean move 0.25 of the way),
