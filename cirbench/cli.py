@@ -132,6 +132,7 @@ def run_one(
         "config": config,
         "config_hash": chash,
         "metrics": result.metrics,
+        "details": result.evaluation.details,
         "history": result.history,
         "wall_time_s": round(result.wall_time_s, 3),
         "resumed_at_epoch": result.resumed_at_epoch,

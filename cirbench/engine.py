@@ -62,12 +62,29 @@ class TrainConfig:
 
 
 @dataclass
-class FitResult:
+class Evaluation:
+    """What a task's evaluation returns: scalar ``metrics`` (fractions, e.g. 0.93 for 93%) and
+    optional JSON-ready ``details`` kept in the record (e.g. per-episode accuracies that allow
+    paired tests between methods scored on the same episodes)."""
+
     metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EvaluateFn = Callable[["EmbeddingNet", Method, torch.device], Evaluation]
+
+
+@dataclass
+class FitResult:
+    evaluation: Evaluation
     history: list[dict[str, float]]
     wall_time_s: float
     resumed_at_epoch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -245,7 +262,7 @@ def fit(
     model: EmbeddingNet,
     method: Method,
     train_batches: Callable[[torch.Generator], Batches],
-    evaluate: Callable[[EmbeddingNet, Method, torch.device], dict[str, float]],
+    evaluate: EvaluateFn,
     cfg: TrainConfig,
     seed: int,
     device: torch.device,
@@ -281,17 +298,17 @@ def fit(
         if checkpoint is not None:
             save_checkpoint(checkpoint, state.state_dict(fingerprint))
     start = time.perf_counter()
-    metrics = evaluate_model(model, method, evaluate, device)
+    evaluation = evaluate_model(model, method, evaluate, device)
     wall = state.train_seconds + time.perf_counter() - start
-    return FitResult(metrics, state.history, wall, resumed, {"amp": scaler.is_enabled()})
+    return FitResult(evaluation, state.history, wall, resumed, {"amp": scaler.is_enabled()})
 
 
 def evaluate_model(
     model: EmbeddingNet,
     method: Method,
-    evaluate: Callable[[EmbeddingNet, Method, torch.device], dict[str, float]],
+    evaluate: EvaluateFn,
     device: torch.device,
-) -> dict[str, float]:
+) -> Evaluation:
     """Run the task's evaluation with model and method in eval mode, without gradients."""
     model.eval()
     method.eval()

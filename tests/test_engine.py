@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from cirbench import engine
-from cirbench.engine import FitResult, TrainConfig, fit, lr_factor, seed_everything
+from cirbench.engine import Evaluation, FitResult, TrainConfig, fit, lr_factor, seed_everything
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import FEATURES, Loss, LossConfig, Method
@@ -144,7 +144,7 @@ def test_non_finite_loss_stops_with_a_clear_message(digits, tiny_cfg, tmp_path) 
             model,
             method,
             lambda g: task.train_batches(data, tiny_cfg, g),
-            lambda m, meth, dev: {},
+            lambda m, meth, dev: Evaluation({}),
             tiny_cfg,
             0,
             CPU,

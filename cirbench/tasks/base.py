@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from cirbench.engine import Batches, TrainConfig
+from cirbench.engine import Batches, Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.methods.base import Method
 from cirbench.models import EmbeddingNet
@@ -74,7 +74,7 @@ class Task(ABC):
     @abstractmethod
     def evaluate(
         self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
-    ) -> dict[str, float]:
+    ) -> Evaluation:
         """The task's protocol; model and method are in eval mode, gradients off."""
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cirbench.engine import TrainConfig
+from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS, Method
@@ -89,7 +89,7 @@ class Digits(Task):
 
     def evaluate(
         self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
-    ) -> dict[str, float]:
+    ) -> Evaluation:
         x, y = (t.to(device) for t in data.test)
         features = model.embed(x).float()
         metrics: dict[str, float] = {}
@@ -97,4 +97,4 @@ class Digits(Task):
             metrics["top1"] = top1_accuracy(model.head(features), y)
         not_self = ~torch.eye(len(y), dtype=torch.bool, device=device)
         metrics.update(retrieval_metrics(cosine_distance(features, features), y, y, not_self))
-        return metrics
+        return Evaluation(metrics)
