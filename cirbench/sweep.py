@@ -203,6 +203,7 @@ def run_sweep(
     report: Callable[[Outcome], None] = lambda o: None,
 ) -> list[Outcome]:
     """Run the cells that have no record yet; return one outcome per cell of the grid."""
+    out = out.resolve()  # jobs may start in another working directory
     todo, done = plan(cells, out)
     skipped = [Outcome(c, "skipped") for c in done]
     for outcome in skipped:
@@ -210,11 +211,13 @@ def run_sweep(
     logs = out / "sweeps" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     argvs = [cell_argv(c, out, data_root, device) for c in todo]
+    if launcher not in ("local", "slurm"):
+        raise CirbenchError(f"unknown launcher {launcher!r}: use local or slurm")
+    if not todo:
+        return skipped
     if launcher == "local":
         ran = run_local(todo, argvs, logs, max_parallel, report)
-    elif launcher == "slurm":
+    else:
         options = {"slurm_array_parallelism": max_parallel, **(slurm_options or {})}
         ran = run_slurm(todo, argvs, logs, options, report)
-    else:
-        raise CirbenchError(f"unknown launcher {launcher!r}: use local or slurm")
     return skipped + ran
