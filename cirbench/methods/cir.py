@@ -30,7 +30,9 @@ A sample with no negative class available is left unchanged. The normalisations 
 perturbation: they act in training only and not at all when p = 0 (then CIR is the identity).
 Centroids and the memory are kept in float32 whatever the feature dtype (AMP-safe).
 
-Shapes: features (N, D) float, labels (N,) int64 in [0, C). Output (N, D).
+Shapes: features (N, D) float, labels (N,) int64 in [0, C). Output (N, D). A sample whose label
+is outside [0, C) (an unlabeled person in person search, marked -1) passes through unchanged
+and neither is a negative class nor moves a centroid (like ``ignore_index`` of cross-entropy).
 Defaults (all ours): p = 0.5, strength = 0.5 with ``"uniform"`` (mean move 0.25 of the way),
 target = "mean", centroids = "batch", momentum = 0.9, no normalisation.
 """
@@ -83,6 +85,16 @@ class ClassInterference(Perturbation):
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         if not self.training or self.cfg.p == 0.0:
             return features
+        known = (labels >= 0) & (labels < self.ctx.num_classes)
+        if bool(known.all()):
+            return self._perturb(features, labels)
+        if not bool(known.any()):
+            return features
+        moved = features.clone()
+        moved[known] = self._perturb(features[known], labels[known])
+        return moved
+
+    def _perturb(self, features: Tensor, labels: Tensor) -> Tensor:
         if self.cfg.normalize_input:
             features = F.normalize(features, dim=1)
         with torch.no_grad():
