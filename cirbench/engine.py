@@ -4,6 +4,11 @@
 epoch (atomically), can resume from it bit-identically, then evaluates with the task's protocol.
 On CUDA it uses automatic mixed precision and channels_last; on CPU it is deterministic: the same
 seed gives the same metrics.
+
+A model whose loss needs more than ``method(features, labels, head)`` (a detector with its own
+losses, as in person search) defines ``training_step(x, y, method) -> dict[str, Tensor]`` that
+returns every term and the ``"total"`` to minimise; the engine then calls it instead, with
+``(x, y)`` moved to the device (tensors inside lists, tuples and dicts included).
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from cirbench import distributed
 from cirbench.errors import CirbenchError, TrainingDivergedError
-from cirbench.methods.base import Method
+from cirbench.methods.base import LOGITS, Method
 from cirbench.models import EmbeddingNet
 
 log = logging.getLogger(__name__)
 
-Batches = Iterable[tuple[Tensor, Tensor]]
+#: One epoch of (inputs, labels): tensors, or lists / tuples / dicts of tensors for a model
+#: with its own ``training_step``.
+Batches = Iterable[tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,19 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
     return x
 
 
+def batch_to_device(obj: Any, device: torch.device) -> Any:
+    """:func:`to_device` applied to every tensor inside lists, tuples and dicts."""
+    if isinstance(obj, Tensor):
+        return to_device(obj, device)
+    if isinstance(obj, list | tuple):
+        return type(obj)(batch_to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: batch_to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
 def train_one_epoch(
-    model: EmbeddingNet,
+    model: nn.Module,
     method: Method,
     batches: Batches,
     optimizers: list[torch.optim.Optimizer],
@@ -131,29 +150,39 @@ def train_one_epoch(
     epoch: int,
     progress: bool = False,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns the mean of every loss term and the images/s."""
+    """One pass over ``batches``; returns the mean of every loss term and the images/s (all ranks).
+
+    ``model`` is an :class:`EmbeddingNet` or the DDP wrapper of one."""
     model.train()
     method.train()
+    head = unwrap(model).head
+    method_params = [p for p in method.parameters() if p.requires_grad]
+    world_size = distributed.world()[1]
     amp = scaler.is_enabled()
     sums: dict[str, float] = {}
     steps = images = 0
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    custom_step = getattr(unwrap(model), "training_step", None)
     for step, (x, y) in enumerate(bar):
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
+        x, y = batch_to_device(x, device), batch_to_device(y, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            terms = method(model(x), y, model.head)
+            if custom_step is None:
+                terms = method(model(x), y, head)
+            else:
+                terms = custom_step(x, y, method)
         check_finite(terms, epoch, step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         scaler.scale(terms["total"]).backward()
+        distributed.average_gradients(method_params)
         for opt in optimizers:
             scaler.step(opt)
         scaler.update()
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         steps += 1
-        images += len(y)
+        images += len(y) * world_size
         if progress:
             rate = images / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{float(terms['total']):.4f}", img_s=f"{rate:.0f}")
@@ -217,9 +246,11 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
 
-    def state_dict(self, fingerprint: str) -> dict[str, Any]:
+    def state_dict(self, fingerprint: str, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """``rng``: every rank's RNG state, in rank order."""
         return {
             "fingerprint": fingerprint,
+            "world_size": len(rng),
             "epoch": len(self.history),
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
@@ -228,7 +259,7 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "history": self.history,
             "train_seconds": self.train_seconds,
-            "rng": rng_state(self.generator),
+            "rng": rng,
         }
 
     def load(self, ckpt: dict[str, Any]) -> None:
@@ -240,7 +271,7 @@ class TrainState:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.history = list(ckpt["history"])
         self.train_seconds = float(ckpt["train_seconds"])
-        set_rng_state(ckpt["rng"], self.generator)
+        set_rng_state(ckpt["rng"][distributed.world()[0]], self.generator)
 
 
 def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | None:
@@ -253,6 +284,11 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
         raise CirbenchError(
             f"checkpoint {path} belongs to a different configuration; delete it or run "
             "without --resume"
+        )
+    if ckpt["world_size"] != distributed.world()[1]:
+        raise CirbenchError(
+            f"checkpoint {path} was written by {ckpt['world_size']} processes; resume it with "
+            f"--nproc {ckpt['world_size']}"
         )
     state.load(ckpt)
     return len(state.history)
@@ -277,6 +313,9 @@ def fit(
     method.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if model.head is not None and LOGITS not in method.requires:
+        model.head.requires_grad_(False)  # unused by this method: not trained, not synced
+    train_model = wrap_distributed(model, device)
     optimizers = [make_optimizer(model, cfg), *method.auxiliary_optimizers()]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda e: lr_factor(e, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
@@ -289,18 +328,44 @@ def fit(
         start = time.perf_counter()
         lr = float(optimizers[0].param_groups[0]["lr"])
         terms = train_one_epoch(
-            model, method, train_batches(generator), optimizers, scaler, device, epoch, progress
+            train_model,
+            method,
+            train_batches(generator),
+            optimizers,
+            scaler,
+            device,
+            epoch,
+            progress,
         )
         scheduler.step()
         state.train_seconds += time.perf_counter() - start
         state.history.append({"epoch": epoch + 1, "lr": lr, **terms})
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, terms)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, state.state_dict(fingerprint))
+            rng = distributed.gather(rng_state(generator))
+            if distributed.is_main():
+                save_checkpoint(checkpoint, state.state_dict(fingerprint, rng))
     start = time.perf_counter()
-    evaluation = evaluate_model(model, method, evaluate, device)
+    evaluation = Evaluation({})
+    if distributed.is_main():  # metrics are computed once, on rank 0
+        evaluation = evaluate_model(model, method, evaluate, device)
+    distributed.barrier()
     wall = state.train_seconds + time.perf_counter() - start
     return FitResult(evaluation, state.history, wall, resumed, {"amp": scaler.is_enabled()})
+
+
+def unwrap(model: nn.Module) -> EmbeddingNet:
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, EmbeddingNet)
+    return inner
+
+
+def wrap_distributed(model: EmbeddingNet, device: torch.device) -> nn.Module:
+    """DistributedDataParallel when several processes train, else the model itself."""
+    if distributed.world()[1] == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def evaluate_model(
