@@ -1,4 +1,4 @@
-"""Command line: ``cirbench list|run|table|datasets``. Only this module prints; the library logs.
+"""Command line: ``cirbench list|run|table|report|check|datasets``. Only this module prints.
 
 User errors (unknown names, bad ``--set``, missing data) end with one message on stderr and exit
 status 2 and write no result record; programming errors keep their traceback.
@@ -23,7 +23,17 @@ from cirbench.errors import CirbenchError
 from cirbench.methods import METHODS, MethodContext, build_method, canonical_name
 from cirbench.methods.base import Method, check_requirements, split_spec
 from cirbench.models import EmbeddingNet
-from cirbench.report import format_table
+from cirbench.report import (
+    RecordSet,
+    collect_records,
+    csv_table,
+    format_table,
+    latex_table,
+    markdown_table,
+    statuses,
+    write_report,
+)
+from cirbench.reported import load_reported
 from cirbench.results import config_hash, load_records, provenance, record_path, write_record
 from cirbench.tasks import TASKS, Task, TaskData
 
@@ -202,6 +212,100 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def runs_root(value: str) -> Path:
+    """A results folder holding ``runs/`` (``cirbench run --out``); a ``runs`` folder works too."""
+    path = Path(value)
+    if not (path / "runs").is_dir() and path.name == "runs":
+        return path.parent
+    if not path.is_dir():
+        raise CirbenchError(
+            f"--runs {value}: no such folder; give the --out folder of `cirbench run`"
+        )
+    return path
+
+
+def warn_skipped(records: RecordSet) -> None:
+    for path, reason in records.skipped:
+        print(f"cirbench: warning: skipped {path}: {reason} (not counted)", file=sys.stderr)
+
+
+def report_tasks(names: Sequence[str], records: RecordSet, root: Path) -> list[str]:
+    """The tasks to report: those named (each must have records), else every task with records."""
+    for name in names:
+        if name not in records.tasks:
+            if name not in TASKS:
+                TASKS.get(name)  # raises "unknown task ... did you mean"
+            raise CirbenchError(
+                f"no result records for {name!r} under {root / 'runs'}; "
+                f"run `cirbench run {name}` first"
+            )
+    return list(dict.fromkeys(names)) or records.tasks
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    root = runs_root(args.runs) if args.runs else out
+    reported = load_reported(args.reported)
+    records = collect_records(root)
+    warn_skipped(records)
+    tasks = report_tasks(args.tasks, records, root)
+    if not tasks:
+        raise CirbenchError(
+            f"no result records under {root / 'runs'}; run `cirbench run TASK` first"
+        )
+    readme = (
+        None if args.readme == "none" else Path(args.readme or out.resolve().parent / "README.md")
+    )
+    files = write_report(out, records, reported, tasks, readme, plots=not args.no_plots)
+    render = {"md": markdown_table, "latex": latex_table, "csv": csv_table}[args.format]
+    print("\n\n".join(f"{t.task}\n\n{render(t)}" for t in files.tables))
+    print(f"wrote {len(files.written)} files under {out}", file=sys.stderr)
+    if readme is not None:
+        state = "updated" if files.readme_updated else "not found, not updated"
+        print(f"README status section: {readme} {state}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cirbench import check
+
+    root = runs_root(args.runs)
+    records = collect_records(root)
+    warn_skipped(records)
+    tasks = report_tasks(args.tasks, records, root)
+    folder = Path(args.baselines)
+    if args.update:
+        for path in check.update_baseline(records, folder, tasks):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    if args.against == "baseline":
+        result = check.check_baseline(records, folder, tasks)
+        scale, what = 100.0, f"records under {root / 'runs'} against {folder}, in percent"
+    else:
+        result = check.check_reported(statuses(load_reported(args.reported), records.df), tasks)
+        scale, what = 1.0, "record means against cirbench/reported.yaml, in percent"
+    for name in result.unchecked:
+        print(f"cirbench: warning: {name} has no baseline entry (not checked)", file=sys.stderr)
+    for line in result.notes:
+        print(f"note: {line}", file=sys.stderr)
+    if result.not_run:
+        print(
+            f"note: {len(result.not_run)} baseline entries have no record under {root / 'runs'} "
+            f"(not run there, e.g. {result.not_run[0]}); fine for a partial run",
+            file=sys.stderr,
+        )
+    if result.deviations:
+        print(f"FAIL: {len(result.deviations)} metric(s) outside tolerance, {what}:")
+        print(check.format_deviations(result.deviations, scale))
+        return 1
+    if not result.checked and args.against == "baseline":
+        # A gate that compared nothing must not pass: e.g. a renamed profile or method.
+        print(f"FAIL: no record matched a baseline entry ({what})", file=sys.stderr)
+        return 1
+    print(f"OK: {result.checked} checked, every metric within tolerance ({what})")
+    return 0
+
+
 def resolve_root(value: str | None) -> Path:
     from cirbench.data.catalog import resolve_data_root
 
@@ -266,6 +370,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser(
+        "report",
+        help="tables (md, LaTeX, CSV), plots, REPORT.md and the README status: ours vs reported",
+    )
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="default: every task with records")
+    p.add_argument(
+        "--format",
+        choices=["md", "latex", "csv"],
+        default="md",
+        help="what to print; all three are written to OUT/tables/",
+    )
+    p.add_argument("--out", default="results", help="where REPORT.md, tables/, plots/ go")
+    p.add_argument("--runs", help="results folder whose runs/ to read (default: --out)")
+    p.add_argument("--reported", help="reported numbers YAML (default: cirbench/reported.yaml)")
+    p.add_argument(
+        "--readme",
+        help="README whose status section to rewrite (default: README.md beside OUT; 'none')",
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("check", help="CI gate: exit 1 when a record's metric leaves its tolerance")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="default: every task with records")
+    p.add_argument("--against", choices=["baseline", "reported"], default="baseline")
+    p.add_argument(
+        "--runs", default="results", help="folder holding runs/, as `cirbench run --out` (results/)"
+    )
+    p.add_argument("--baselines", default="results/baselines", help="baseline folder")
+    p.add_argument("--reported", help="reported numbers YAML (default: cirbench/reported.yaml)")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="write the baselines from the records under --runs (after an intended change)",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("datasets", help="check datasets on disk against datasets.yaml")
     p.add_argument("action", choices=["list", "verify"])

@@ -45,6 +45,9 @@ class Task(ABC):
     default_profile: ClassVar[str]
     #: Task-specific values for method fields (over the papers' defaults, under --set).
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Metric names ``evaluate`` can report (the vocabulary of cirbench/reported.yaml entries);
+    #: empty means "not declared" and cirbench.reported falls back to its own per-task list.
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     def profile(self, name: str | None) -> TrainConfig:
         name = name or self.default_profile

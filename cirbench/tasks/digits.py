@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cirbench import distributed
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
@@ -35,10 +36,11 @@ TEST_FRACTION = 0.3
 def shuffled_batches(
     x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """In-memory batches in a random order; the last incomplete batch is dropped."""
+    """In-memory batches in a random order; the last incomplete batch is dropped. Under several
+    processes each rank yields its share of every global batch of ``batch_size``."""
     order = torch.randperm(len(y), generator=generator)
     for start in range(0, len(y) - batch_size + 1, batch_size):
-        idx = order[start : start + batch_size]
+        idx = distributed.shard(order[start : start + batch_size])
         yield x[idx], y[idx]
 
 
@@ -48,6 +50,7 @@ class Digits(Task):
     dataset = "digits"
     provides = frozenset({FEATURES, LOGITS})
     default_methods = ("ce", "ls", "cir+ce", "triplet", "cir+triplet")
+    metrics = ("top1", "recall@1", "mAP")
     profiles: ClassVar[dict[str, TrainConfig]] = {
         # Adam, constant lr; sized so 5 methods x 3 seeds finish in about a minute on 2 cores.
         "default": TrainConfig(epochs=20, batch_size=128, lr=3e-3, weight_decay=5e-4),

@@ -1,0 +1,173 @@
+"""Report plots (matplotlib, Agg, no pyplot state): PNG for the Markdown report, PDF for papers.
+
+- ``<task>_metrics``: one panel per metric; a bar per row of the task table with ours as mean
+  and sample std over seeds (error bars), the reported value as a black diamond (with the
+  paper's 95% interval where it gives one).
+- ``<task>_curves``: per-epoch training loss (``total``, log scale) and throughput (images/s)
+  from the records' ``history``, mean over seeds with a min-max band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from cirbench.report import TaskTable, is_ci_metric
+
+# PDF without creation date, PNG without software tag: regenerating gives the same bytes.
+PDF_META: dict[str, Any] = {"CreationDate": None, "Producer": None, "Creator": None}
+PNG_META: dict[str, Any] = {"Software": None}
+COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=120, metadata=PNG_META)
+    fig.savefig(pdf, metadata=PDF_META)
+    return [png, pdf]
+
+
+def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
+    rows = table.rows
+    x = np.arange(len(rows))
+    means = [r.cells[metric].mean for r in rows]
+    stds = [r.cells[metric].std or 0.0 for r in rows]
+    heights = [m if m is not None else 0.0 for m in means]
+    colors = [COLORS[i % len(COLORS)] for i in range(len(rows))]
+    ax.bar(x, heights, yerr=stds, color=colors, capsize=4, width=0.7, edgecolor="black", lw=0.5)
+    shown = [v for v, m in zip(heights, means, strict=True) if m is not None]
+    for i, r in enumerate(rows):
+        entry = r.cells[metric].reported
+        if entry is not None and entry.value is not None:
+            ax.errorbar(i, entry.value, yerr=entry.ci95 or 0.0, fmt="D", color="black", capsize=3)
+            shown.append(entry.value)
+        if means[i] is None:
+            ax.text(
+                i,
+                0.02,
+                "not\nmeasured",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                transform=ax.get_xaxis_transform(),
+            )
+    low = min((v - s for v, s in zip(heights, stds, strict=True) if v), default=0.0)
+    low = min([low, *shown]) if shown else 0.0
+    high = max([*shown, *(v + s for v, s in zip(heights, stds, strict=True))], default=1.0)
+    pad = max(0.5, 0.15 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high <= 100 else high + pad)
+    ax.set_xticks(x, [r.label for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_title(metric, fontsize=10)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_metrics(table: TaskTable, folder: Path) -> list[Path]:
+    metrics = [m for m in table.metrics if not is_ci_metric(m)]
+    if not metrics or not table.rows:
+        return []
+    fig = Figure(figsize=(max(5.0, 3.4 * len(metrics)), 5.0), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        _metric_panel(ax, table, metric)
+    any_reported = any(
+        c.reported is not None and c.reported.value is not None
+        for r in table.rows
+        for c in r.cells.values()
+    )
+    n = sorted({r.n for r in table.rows})
+    handles = [
+        Patch(facecolor="#cccccc", edgecolor="black", label="ours: mean ± std over seeds"),
+        Line2D([], [], marker="D", color="black", ls="none", label="reported (± 95% CI if given)")
+        if any_reported
+        else Patch(facecolor="white", edgecolor="white", label="reported: none for this task"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    seeds = "/".join(map(str, n))
+    fig.suptitle(f"{table.task}: ours vs reported (n = {seeds} seeds per method)", fontsize=11)
+    return save(fig, folder / f"{table.task}_metrics")
+
+
+def _series(
+    paths: Sequence[str], histories: Mapping[str, Sequence[Mapping[str, Any]]], key: str
+) -> pd.DataFrame | None:
+    """Epoch x record values of ``key``; None when no record has it."""
+    frames = []
+    for p in paths:
+        h = [e for e in histories.get(p, []) if key in e and "epoch" in e]
+        if h:
+            frames.append(pd.Series({int(e["epoch"]): float(e[key]) for e in h}))
+    if not frames:
+        return None
+    return pd.concat(frames, axis=1).sort_index()
+
+
+def _curve_panel(
+    ax: Axes,
+    table: TaskTable,
+    df: pd.DataFrame,
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    key: str,
+    ylabel: str,
+) -> None:
+    """One line per table row (same colours as the metrics plot), band = min-max over seeds."""
+    profiles, overrides = df["profile"].fillna(""), df["overrides"].fillna("")
+    for i, row in enumerate(table.rows):
+        sel = df[
+            (df["method"] == row.method) & (profiles == row.profile) & (overrides == row.overrides)
+        ]
+        frame = _series(list(sel["path"]), histories, key)
+        if frame is None:
+            continue
+        color = COLORS[i % len(COLORS)]
+        ax.plot(
+            frame.index, frame.mean(axis=1), color=color, label=f"{row.label} (n={frame.shape[1]})"
+        )
+        if frame.shape[1] > 1:
+            ax.fill_between(
+                frame.index, frame.min(axis=1), frame.max(axis=1), color=color, alpha=0.2
+            )
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def plot_curves(
+    table: TaskTable,
+    df: pd.DataFrame,
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    folder: Path,
+) -> list[Path]:
+    if df.empty or not any(histories.values()):
+        return []
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    loss_ax, speed_ax = fig.subplots(1, 2)
+    _curve_panel(loss_ax, table, df, histories, "total", "training loss (total, log scale)")
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("training loss per epoch", fontsize=10)
+    _curve_panel(speed_ax, table, df, histories, "images_per_s", "throughput (images / s)")
+    speed_ax.set_title("training throughput per epoch", fontsize=10)
+    speed_ax.set_ylim(bottom=0)
+    handles, labels = loss_ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, title="method (seeds)")
+    devices = sorted({str(d) for d in df["device"].dropna()})
+    fig.suptitle(
+        f"{table.task}: mean over seeds, band = min-max; measured on {'; '.join(devices) or '?'}",
+        fontsize=11,
+    )
+    return save(fig, folder / f"{table.task}_curves")
