@@ -28,8 +28,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from cirbench import distributed
 from cirbench.errors import CirbenchError, TrainingDivergedError
-from cirbench.methods.base import Method
+from cirbench.methods.base import LOGITS, Method
 from cirbench.models import EmbeddingNet
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def batch_to_device(obj: Any, device: torch.device) -> Any:
 
 
 def train_one_epoch(
-    model: EmbeddingNet,
+    model: nn.Module,
     method: Method,
     batches: Batches,
     optimizers: list[torch.optim.Optimizer],
@@ -149,33 +150,39 @@ def train_one_epoch(
     epoch: int,
     progress: bool = False,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns the mean of every loss term and the images/s."""
+    """One pass over ``batches``; returns the mean of every loss term and the images/s (all ranks).
+
+    ``model`` is an :class:`EmbeddingNet` or the DDP wrapper of one."""
     model.train()
     method.train()
+    head = unwrap(model).head
+    method_params = [p for p in method.parameters() if p.requires_grad]
+    world_size = distributed.world()[1]
     amp = scaler.is_enabled()
     sums: dict[str, float] = {}
     steps = images = 0
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
-    custom_step = getattr(model, "training_step", None)
+    custom_step = getattr(unwrap(model), "training_step", None)
     for step, (x, y) in enumerate(bar):
         x, y = batch_to_device(x, device), batch_to_device(y, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             if custom_step is None:
-                terms = method(model(x), y, model.head)
+                terms = method(model(x), y, head)
             else:
                 terms = custom_step(x, y, method)
         check_finite(terms, epoch, step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         scaler.scale(terms["total"]).backward()
+        distributed.average_gradients(method_params)
         for opt in optimizers:
             scaler.step(opt)
         scaler.update()
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         steps += 1
-        images += len(y)
+        images += len(y) * world_size
         if progress:
             rate = images / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{float(terms['total']):.4f}", img_s=f"{rate:.0f}")
@@ -239,9 +246,11 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
 
-    def state_dict(self, fingerprint: str) -> dict[str, Any]:
+    def state_dict(self, fingerprint: str, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """``rng``: every rank's RNG state, in rank order."""
         return {
             "fingerprint": fingerprint,
+            "world_size": len(rng),
             "epoch": len(self.history),
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
@@ -250,7 +259,7 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "history": self.history,
             "train_seconds": self.train_seconds,
-            "rng": rng_state(self.generator),
+            "rng": rng,
         }
 
     def load(self, ckpt: dict[str, Any]) -> None:
@@ -262,7 +271,7 @@ class TrainState:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.history = list(ckpt["history"])
         self.train_seconds = float(ckpt["train_seconds"])
-        set_rng_state(ckpt["rng"], self.generator)
+        set_rng_state(ckpt["rng"][distributed.world()[0]], self.generator)
 
 
 def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | None:
@@ -275,6 +284,11 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
         raise CirbenchError(
             f"checkpoint {path} belongs to a different configuration; delete it or run "
             "without --resume"
+        )
+    if ckpt["world_size"] != distributed.world()[1]:
+        raise CirbenchError(
+            f"checkpoint {path} was written by {ckpt['world_size']} processes; resume it with "
+            f"--nproc {ckpt['world_size']}"
         )
     state.load(ckpt)
     return len(state.history)
@@ -299,6 +313,9 @@ def fit(
     method.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if model.head is not None and LOGITS not in method.requires:
+        model.head.requires_grad_(False)  # unused by this method: not trained, not synced
+    train_model = wrap_distributed(model, device)
     optimizers = [make_optimizer(model, cfg), *method.auxiliary_optimizers()]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda e: lr_factor(e, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
@@ -311,18 +328,44 @@ def fit(
         start = time.perf_counter()
         lr = float(optimizers[0].param_groups[0]["lr"])
         terms = train_one_epoch(
-            model, method, train_batches(generator), optimizers, scaler, device, epoch, progress
+            train_model,
+            method,
+            train_batches(generator),
+            optimizers,
+            scaler,
+            device,
+            epoch,
+            progress,
         )
         scheduler.step()
         state.train_seconds += time.perf_counter() - start
         state.history.append({"epoch": epoch + 1, "lr": lr, **terms})
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, terms)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, state.state_dict(fingerprint))
+            rng = distributed.gather(rng_state(generator))
+            if distributed.is_main():
+                save_checkpoint(checkpoint, state.state_dict(fingerprint, rng))
     start = time.perf_counter()
-    evaluation = evaluate_model(model, method, evaluate, device)
+    evaluation = Evaluation({})
+    if distributed.is_main():  # metrics are computed once, on rank 0
+        evaluation = evaluate_model(model, method, evaluate, device)
+    distributed.barrier()
     wall = state.train_seconds + time.perf_counter() - start
     return FitResult(evaluation, state.history, wall, resumed, {"amp": scaler.is_enabled()})
+
+
+def unwrap(model: nn.Module) -> EmbeddingNet:
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, EmbeddingNet)
+    return inner
+
+
+def wrap_distributed(model: EmbeddingNet, device: torch.device) -> nn.Module:
+    """DistributedDataParallel when several processes train, else the model itself."""
+    if distributed.world()[1] == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def evaluate_model(
