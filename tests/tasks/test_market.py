@@ -59,6 +59,7 @@ def test_smoke_cli_end_to_end(fixture_root, tmp_path: Path, capsys) -> None:
     assert "| ls+triplet " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(fixture_root, tmp_path: Path) -> None:
     args = [
         "--method",
