@@ -202,9 +202,15 @@ def _percent(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else 100.0 * float(value)
 
 
-def _group_values(df: pd.DataFrame, key: tuple[str, str, str], metric: str) -> list[float]:
+def _select(df: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
     method, profile, overrides = key
-    sel = df[(df["method"] == method) & (df["profile"] == profile) & (df["overrides"] == overrides)]
+    return df[
+        (df["method"] == method) & (df["profile"] == profile) & (df["overrides"] == overrides)
+    ]
+
+
+def _group_values(df: pd.DataFrame, key: tuple[str, str, str], metric: str) -> list[float]:
+    sel = _select(df, key)
     return [float(v) for v in sel[metric].dropna()] if metric in sel else []
 
 
@@ -235,10 +241,7 @@ def significance(
     """(test name, p) for ``row`` vs ``base``: paired over shared episodes, else Welch."""
     from scipy import stats
 
-    paths = {
-        key: list(df[(df[["method", "profile", "overrides"]] == key).all(axis=1)]["path"])
-        for key in (row, base)
-    }
+    paths = {key: list(_select(df, key)["path"]) for key in (row, base)}
     ep_row = _episodes(details, paths[row], metric)
     ep_base = _episodes(details, paths[base], metric)
     if ep_row and ep_base and ep_row[0] == ep_base[0] and len(ep_row[1]) > 1:
@@ -438,7 +441,9 @@ def footnotes(table: TaskTable, style: Style) -> list[str]:
         versus = ", ".join(f"{code(a)} vs {code(str(b))}" for a, b in pairs)
         notes.append(
             f"{star} differs from the same method without {code('cir')} ({versus}) with "
-            f"p < {ALPHA} (two-sided, alpha = {ALPHA}); test: {esc('; '.join(table.tests))}. "
+            + (f"p < {ALPHA} (two-sided, alpha = {ALPHA})" if style == "md" else "")
+            + (rf"$p < {ALPHA}$ (two-sided, $\alpha = {ALPHA}$)" if style == "latex" else "")
+            + f"; test: {esc('; '.join(table.tests))}. "
             "Unmarked: not significant, or fewer than 2 seeds on a side."
         )
     cells = [c for r in table.rows for c in r.cells.values()]

@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixture_records import DIGITS, record, write, write_digits, write_reported
+from scipy import stats
+
+from cirbench.cli import main
+from cirbench.errors import CirbenchError
+from cirbench.report import (
+    NA_UNREADABLE,
+    NA_UNREPORTED,
+    PAIRED,
+    STATUS_BEGIN,
+    STATUS_END,
+    WELCH,
+    TaskTable,
+    baseline_of,
+    build_task_table,
+    collect_records,
+    csv_table,
+    latex_table,
+    markdown_table,
+    replace_status,
+    statuses,
+    task_table,
+)
+from cirbench.reported import Reported, load_reported
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("CIRBENCH_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture()
+def fixture_root(tmp_path: Path) -> Path:
+    write_digits(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def reported(tmp_path: Path) -> Reported:
+    return load_reported(write_reported(tmp_path))
+
+
+@pytest.fixture()
+def table(fixture_root: Path, reported: Reported) -> TaskTable:
+    return task_table("digits", collect_records(fixture_root), reported)
+
+
+def rows(table: TaskTable) -> dict[str, dict[str, object]]:
+    return {r.method: dict(r.cells) for r in table.rows}
+
+
+def test_baseline_of_a_row_is_the_spec_without_cir() -> None:
+    assert baseline_of("cir+triplet") == "triplet"
+    assert baseline_of("cir+ls+triplet") == "ls+triplet"
+    assert baseline_of("triplet") is None
+    assert baseline_of("cir") is None
+
+
+def test_table_numbers_equal_a_hand_computation(table: TaskTable) -> None:
+    assert [r.method for r in table.rows] == ["ce", "cir+ce", "triplet", "cir+triplet"]
+    assert table.metrics == ("top1", "recall@1", "mAP")
+    ce = {r.method: r for r in table.rows}["ce"].cells
+    # top1 0.90, 0.92, 0.94 -> 92 +/- 2 (sample std); reported 91.0 -> +1.00
+    assert ce["top1"].mean == pytest.approx(92.0)
+    assert ce["top1"].std == pytest.approx(2.0)
+    assert ce["top1"].n == 3
+    assert ce["top1"].diff == pytest.approx(1.0)
+    assert ce["mAP"].diff == pytest.approx(2.0)
+    assert ce["recall@1"].reported is None and ce["recall@1"].na_reason == NA_UNREPORTED
+    cir = {r.method: r for r in table.rows}["cir+ce"].cells
+    assert cir["top1"].mean == pytest.approx(98.5)
+    assert cir["top1"].std == pytest.approx(0.5)
+    assert cir["top1"].na_reason == NA_UNREADABLE and cir["top1"].diff is None
+    trip = {r.method: r for r in table.rows}["triplet"].cells
+    assert trip["top1"].mean is None and trip["top1"].n == 0
+
+
+def test_best_per_column_is_bold_ties_included(table: TaskTable) -> None:
+    best = {m: sorted(r.method for r in table.rows if r.cells[m].best) for m in table.metrics}
+    assert best == {
+        "top1": ["cir+ce"],
+        "recall@1": ["cir+triplet", "triplet"],  # both 98.00
+        "mAP": ["cir+triplet"],
+    }
+    md = markdown_table(table)
+    assert "**98.50 ± 0.50**" in md and "**98.00 ± 1.00**" in md
+
+
+def test_significance_marker_only_where_welch_says_so(table: TaskTable) -> None:
+    by = {r.method: r for r in table.rows}
+    assert by["cir+ce"].baseline == "ce" and by["cir+ce"].test == WELCH
+    assert by["ce"].baseline is None and by["ce"].test is None
+    for method, base in (("cir+ce", "ce"), ("cir+triplet", "triplet")):
+        for metric in ("recall@1", "mAP", *(("top1",) if base == "ce" else ())):
+            p = stats.ttest_ind(
+                DIGITS[method][metric], DIGITS[base][metric], equal_var=False
+            ).pvalue
+            cell = by[method].cells[metric]
+            assert cell.p_value == pytest.approx(p)
+            assert cell.significant == (p < 0.05)
+    assert by["cir+ce"].cells["top1"].significant  # p ~ 0.03
+    assert not by["cir+ce"].cells["recall@1"].significant
+    md = markdown_table(table)
+    assert md.count("\\*") == 1 + 1  # one marked cell + the footnote
+    assert "**98.50 ± 0.50**\\*" in md
+
+
+def test_no_marker_with_a_single_seed(fixture_root: Path, reported: Reported) -> None:
+    records = collect_records(fixture_root)
+    df = records.df[records.df["seed"] == 0]
+    t = build_task_table("digits", df, reported)
+    assert all(c.p_value is None and not c.significant for r in t.rows for c in r.cells.values())
+
+
+def fewshot(tmp_path: Path, shift: float, base_seed: int = 7) -> TaskTable:
+    rng = np.random.default_rng(0)
+    episodes = rng.uniform(0.3, 0.9, size=50)
+    for method, offset, ep_seed in (("proto", 0.0, 7), ("cir+proto", shift, base_seed)):
+        for seed in range(2):
+            acc = episodes + offset + rng.normal(0, 0.002, size=50)
+            details = {
+                "episode_seed": ep_seed,
+                "n_episodes": 50,
+                "episodes": {"acc_5w1s": list(acc)},
+            }
+            rec = record("omniglot", method, seed, {"acc_5w1s": float(acc.mean())}, details=details)
+            write(tmp_path, rec)
+    records = collect_records(tmp_path)
+    return task_table("omniglot", records, Reported({}, ()))
+
+
+def test_fewshot_rows_on_shared_episodes_use_a_paired_test(tmp_path: Path) -> None:
+    t = fewshot(tmp_path, shift=0.01)
+    row = {r.method: r for r in t.rows}["cir+proto"]
+    assert row.test == PAIRED and row.baseline == "proto"
+    recs = collect_records(tmp_path).records.values()
+
+    def mean_episodes(method: str) -> np.ndarray:
+        eps = [r["details"]["episodes"]["acc_5w1s"] for r in recs if r["method"] == method]
+        return np.mean(eps, axis=0)
+
+    p = stats.ttest_rel(mean_episodes("cir+proto"), mean_episodes("proto")).pvalue
+    assert row.cells["acc_5w1s"].p_value == pytest.approx(p)
+    assert row.cells["acc_5w1s"].significant  # +1 point on every episode: paired test sees it
+
+
+def test_fewshot_rows_on_different_episodes_fall_back_to_welch(tmp_path: Path) -> None:
+    t = fewshot(tmp_path, shift=0.01, base_seed=8)
+    row = {r.method: r for r in t.rows}["cir+proto"]
+    assert row.test == WELCH
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.read_text() == text, f"{name} changed; CIRBENCH_UPDATE_GOLDEN=1 regenerates it"
+
+
+def test_markdown_golden(table: TaskTable) -> None:
+    check_golden("report_digits.md", markdown_table(table))
+
+
+def test_latex_golden_and_structure(table: TaskTable) -> None:
+    tex = latex_table(table)
+    check_golden("report_digits.tex", tex)
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 1
+    assert r"\begin{tabular}{lr" + "rrr" * 3 + "}" in tex
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    assert all(line.count("&") == 2 + 3 * 3 - 1 for line in body.strip().splitlines())
+    assert r"\textbf{98.50 $\pm$ 0.50}$^{*}$" in tex
+    assert "n/a$^{1}$" in tex and "n/a$^{2}$" in tex
+
+
+def test_latex_golden_compiles(tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.skip(
+            "pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+        )
+    doc = tmp_path / "doc.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[utf8]{inputenc}\n"
+        f"\\begin{{document}}\n\\input{{{GOLDEN / 'report_digits.tex'}}}\n\\end{{document}}\n"
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_csv_is_tidy_with_empty_unknowns(table: TaskTable) -> None:
+    import io
+
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(csv_table(table)))
+    assert len(df) == 4 * 3
+    ce = df[(df["method"] == "ce") & (df["metric"] == "top1")].iloc[0]
+    assert (ce["mean"], ce["std"], ce["reported"], ce["diff"]) == (92, 2, 91, 1)
+    assert pd.isna(df[(df["method"] == "ce") & (df["metric"] == "recall@1")].iloc[0]["reported"])
+
+
+def test_statuses_per_reported_entry(fixture_root: Path, reported: Reported) -> None:
+    items = {
+        (s.entry.method, s.entry.metric): s
+        for s in statuses(reported, collect_records(fixture_root).df)
+    }
+    assert items[("ce", "top1")].status == "reproduced"  # 92 vs 91 +/- 1.5
+    assert items[("ce", "mAP")].status == "outside tolerance"  # 82 vs 80 +/- 1
+    assert items[("cir+ce", "top1")].status == "n/a"  # value not readable
+    assert items[(None, "top1")].status == "n/a"  # not implemented
+    assert items[("ce", "top1")].devices == ("cpu (x86_64, 2 threads)",)
+
+
+def test_readme_status_section_is_the_only_change() -> None:
+    readme = (
+        f"# x\n\nintro\n\n## Reproduction status\n\n{STATUS_BEGIN}\nold\n{STATUS_END}\n\ntail\n"
+    )
+    new = replace_status(readme, f"{STATUS_BEGIN}\nnew\n{STATUS_END}")
+    assert new == readme.replace("\nold\n", "\nnew\n")
+    with pytest.raises(CirbenchError, match="no <!-- status:begin -->"):
+        replace_status("# no markers\n", "x")
+
+
+def test_report_cli_writes_everything_and_skips_bad_files(
+    fixture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = fixture_root / "runs"
+    (runs / "digits" / "corrupt.json").write_text('{"task": "digits", "metr')
+    (runs / "digits" / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    (runs / "stray.json").write_text("[]")
+    bad = record("digits", "ce", 9, {"top1": "high"})  # type: ignore[dict-item]
+    write(fixture_root, bad)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\n## Reproduction status\n\n{STATUS_BEGIN}\n{STATUS_END}\n")
+    reported_file = write_reported(tmp_path)
+    args = ["report", "--out", str(fixture_root), "--readme", str(readme)]
+    assert main([*args, "--reported", str(reported_file)]) == 0
+    out, err = capsys.readouterr()
+    for name in ("corrupt.json", "foreign.json", "stray.json", "ce__seed9__"):
+        assert name in err
+    assert "| `ce`          | 3   | 92.00 ± 2.00" in out  # the skipped ce seed 9 never counts
+    for rel in (
+        "REPORT.md",
+        "tables/digits.tex",
+        "tables/digits.csv",
+        "tables/digits.md",
+        "plots/digits_metrics.png",
+        "plots/digits_metrics.pdf",
+        "plots/digits_curves.png",
+        "plots/digits_curves.pdf",
+    ):
+        assert (fixture_root / rel).stat().st_size > 0, rel
+    report = (fixture_root / "REPORT.md").read_text()
+    assert "## digits" in report and "plots/digits_metrics.png" in report
+    text = readme.read_text()
+    assert text.startswith("# t\n\n## Reproduction status\n\n<!-- status:begin -->\n")
+    assert "| reproduced " in text and "outside tolerance" in text
+
+
+def test_report_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_digits(tmp_path)
+    assert main(["report", "market1501", "--out", str(tmp_path), "--no-plots"]) == 2
+    assert "no result records for 'market1501'" in capsys.readouterr().err
+    assert main(["report", "digitz", "--out", str(tmp_path), "--no-plots"]) == 2
+    assert "Did you mean 'digits'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", "--out", str(empty), "--no-plots"]) == 2
+    assert "no result records under" in capsys.readouterr().err
