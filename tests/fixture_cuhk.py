@@ -37,6 +37,8 @@ class CuhkFixture:
     queries: list[tuple[str, tuple[int, int, int, int], list[tuple[str, tuple | None]]]] = field(
         default_factory=list
     )
+    # per image: (x, y, w, h, name) of every valid box with its drawn name (u*/b*/d* unlabeled)
+    who: dict[str, list[tuple[int, int, int, int, str]]] = field(default_factory=dict)
 
 
 def _colours(name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -166,9 +168,10 @@ def write_cuhk_fixture(
         )
 
     people = {n: [p for p in scenes[n] if p[2] > 0 and p[3] > 0] for n in names}
+    who = {n: list(ps) for n, ps in people.items()}
     labeled = {f"p{p + 1}" for p in range(n_ids)}
     people = {
         n: [(*p[:4], p[4] if p[4] in labeled else None) for p in ps] for n, ps in people.items()
     }
     dropped = sum(1 for ps in scenes.values() for p in ps if p[2] <= 0 or p[3] <= 0)
-    return CuhkFixture(root, train_names, pool, n_ids, dropped, people, queries)
+    return CuhkFixture(root, train_names, pool, n_ids, dropped, people, queries, who)
