@@ -1,0 +1,465 @@
+"""Few-shot tasks: ``omniglot`` (real data, offline) and ``tieredimagenet`` (the paper protocol).
+
+Training (the CIR paper's few-shot claim: a plain embedding network trained with a metric loss):
+an embedding network on P x K batches (:class:`~cirbench.data.samplers.PKSampler`, P =
+``batch_size // k`` classes, K = ``k`` images each, ``steps_per_epoch`` batches at most per
+epoch, 0 = a full sampler pass), with ``triplet``, ``cir+triplet`` or ``proto``.
+
+Evaluation: ``n_episodes`` N-way K-shot episodes with ``n_query`` queries per class drawn from the
+test classes with ``episode_seed`` (:mod:`cirbench.data.episodes`): the same episodes for every
+method and seed. Each query goes to the nearest class prototype (``distance``: squared
+Euclidean or cosine) of the cached test embeddings. Metrics ``acc_{N}w{K}s`` (mean accuracy,
+a fraction) and ``acc_{N}w{K}s_ci95`` (95% half-width, 1.96 * std / sqrt(E)); the record's
+details keep the episode seed, the number of episodes and every per-episode accuracy
+(4 decimals) for paired tests (:func:`cirbench.eval.fewshot.paired_test`).
+
+``omniglot``: trains on ``images_background_small1`` + ``images_background_small2`` (292
+characters, 5,840 images) and tests on ``images_evaluation`` (659 characters, 13,180 images),
+28x28 (Snell et al. 2017). ``rotations=true`` adds the 90/180/270-degree rotations of each
+training character as new classes (Vinyals et al. 2016; Snell et al. rotate test classes too,
+we do not). Not the published protocol: Snell et al. train on 1,200 characters (plus rotations)
+of the full 964-character background set, which is not available offline; our 292 characters
+make these numbers incomparable with theirs.
+
+``tieredimagenet``: Ren et al. 2018 splits (351/97/160 classes, checked), 84x84, 5-way 1- and
+5-shot with 15 queries. Profile ``paper``: ResNet-12 (Lee et al. 2019) with SGD; ``conv4``:
+Conv-4 with Adam (Snell et al. 2017); ``smoke``: a few steps for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cirbench.data.catalog import require_dataset
+from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
+from cirbench.data.omniglot import OmniglotSet, check_classes, load_set
+from cirbench.data.samplers import PKSampler
+from cirbench.data.tiered import (
+    SPLITS,
+    TIERED_CLASSES,
+    TieredSplit,
+    check_class_count,
+    detect_form,
+    load_split,
+    split_classes,
+)
+from cirbench.engine import Evaluation, TrainConfig
+from cirbench.eval.fewshot import episode_accuracies, mean_ci95, metric_name
+from cirbench.methods.base import FEATURES, Method
+from cirbench.models import EmbeddingNet
+from cirbench.models.conv4 import Conv4
+from cirbench.models.resnet12 import ResNet12
+from cirbench.tasks.base import TASKS, Task, TaskData
+
+OMNIGLOT_TRAIN = ("images_background_small1", "images_background_small2")
+OMNIGLOT_TEST = "images_evaluation"
+ROTATIONS = 4
+TIERED_FOLDER = "tiered-imagenet"
+#: ImageNet channel statistics, the usual normalisation of tieredImageNet inputs.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FewShotConfig(TrainConfig):
+    """Training schedule plus the few-shot fields (``--set train.FIELD=...``)."""
+
+    k: int = 4
+    steps_per_epoch: int = 0
+    backbone: Literal["conv4", "resnet12"] = "conv4"
+    image_size: int = 28
+    rotations: bool = False
+    augment: bool = False
+    ways: tuple[int, ...] = (5, 20)
+    shots: tuple[int, ...] = (1, 5)
+    n_query: int = 15
+    n_episodes: int = 2000
+    episode_seed: int = 0
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    eval_batch_size: int = 512
+
+    def validate(self) -> None:
+        super().validate()
+        if self.k < 2 or self.batch_size % self.k or self.batch_size // self.k < 2:
+            raise ValueError(
+                f"batch_size must be P x k with P >= 2 classes and k >= 2 images, got "
+                f"batch_size={self.batch_size}, k={self.k}"
+            )
+        if self.n_episodes < 1 or self.steps_per_epoch < 0 or not self.ways or not self.shots:
+            raise ValueError("n_episodes >= 1, steps_per_epoch >= 0, ways and shots non-empty")
+
+
+def settings(cfg: FewShotConfig) -> list[tuple[int, int]]:
+    return [(way, shot) for way in cfg.ways for shot in cfg.shots]
+
+
+def as_fewshot(cfg: TrainConfig) -> FewShotConfig:
+    assert isinstance(cfg, FewShotConfig), "few-shot tasks need a FewShotConfig"
+    return cfg
+
+
+def check_settings(test_labels: np.ndarray, cfg: FewShotConfig) -> None:
+    """Every N-way K-shot setting must fit the test split (before anything trains)."""
+    for way, shot in settings(cfg):
+        check_episode_shape(test_labels, way, shot, cfg.n_query)
+
+
+def build_backbone(cfg: FewShotConfig, in_channels: int) -> EmbeddingNet:
+    if cfg.backbone == "resnet12":
+        return ResNet12(in_channels=in_channels)
+    return Conv4(in_channels=in_channels, image_size=cfg.image_size)
+
+
+def pk_batches(
+    labels: np.ndarray, cfg: FewShotConfig, generator: torch.Generator
+) -> Iterator[list[int]]:
+    sampler = PKSampler(labels.tolist(), p=cfg.batch_size // cfg.k, k=cfg.k, generator=generator)
+    steps = cfg.steps_per_epoch or None
+    return itertools.islice(iter(sampler), steps)
+
+
+def embed_used(
+    model: EmbeddingNet,
+    images: Callable[[np.ndarray], Tensor],
+    count: int,
+    episodes: dict[str, Episodes],
+    cfg: FewShotConfig,
+    device: torch.device,
+) -> Tensor:
+    """Embeddings (count, D) of the test images that ``episodes`` use (other rows stay 0),
+    computed in batches of ``cfg.eval_batch_size``; ``images(indices)`` gives model inputs."""
+    used = np.unique(
+        np.concatenate([np.r_[e.support.ravel(), e.query.ravel()] for e in episodes.values()])
+    )
+    parts = []
+    for start in range(0, len(used), cfg.eval_batch_size):
+        x = images(used[start : start + cfg.eval_batch_size]).to(device)
+        parts.append(model.embed(x).float())
+    part = torch.cat(parts)
+    features = part.new_zeros(count, part.shape[1])
+    features[torch.from_numpy(used).to(part.device)] = part
+    return features
+
+
+def evaluate_episodes(
+    features: Tensor, labels: np.ndarray, cfg: FewShotConfig, episodes: dict[str, Episodes]
+) -> Evaluation:
+    """Metrics and details of prototype classification on the given episodes."""
+    metrics: dict[str, float] = {}
+    per_episode: dict[str, list[float]] = {}
+    for name, eps in episodes.items():
+        acc = episode_accuracies(features, eps, cfg.distance)
+        metrics[name], metrics[f"{name}_ci95"] = mean_ci95(acc)
+        per_episode[name] = [round(float(a), 4) for a in acc]
+    details = {
+        "episode_seed": cfg.episode_seed,
+        "n_episodes": cfg.n_episodes,
+        "n_query": cfg.n_query,
+        "distance": cfg.distance,
+        "test_classes": len(np.unique(labels)),
+        "episodes": per_episode,
+    }
+    return Evaluation(metrics, details)
+
+
+def draw_episodes(labels: np.ndarray, cfg: FewShotConfig) -> dict[str, Episodes]:
+    return {
+        metric_name(way, shot): sample_episodes(
+            labels, way, shot, cfg.n_query, cfg.n_episodes, cfg.episode_seed
+        )
+        for way, shot in settings(cfg)
+    }
+
+
+# --- Omniglot --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OmniglotData:
+    images: Tensor  # (N, 1, S, S) uint8, bright strokes
+    labels: np.ndarray  # (N,) int64
+
+
+def omniglot_folder(root: Path) -> Path:
+    folder = Path(root) / "omniglot"
+    zips = [folder / f"{name}.zip" for name in (*OMNIGLOT_TRAIN, OMNIGLOT_TEST)]
+    if all(z.exists() for z in zips) or not folder.is_dir():
+        return require_dataset("omniglot", root)  # the zips, md5-checked
+    return folder  # unzipped folders (or a mix): read as found, counts checked
+
+
+def merge_sets(sets: list[OmniglotSet]) -> OmniglotData:
+    images, labels, offset = [], [], 0
+    for s in sets:
+        check_classes(s)
+        images.append(s.images)
+        labels.append(s.labels + offset)
+        offset += s.num_classes
+    stacked = torch.from_numpy(np.concatenate(images)).unsqueeze(1)
+    return OmniglotData(stacked, np.concatenate(labels))
+
+
+def fingerprint(prefix: str, *arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return f"{prefix}:sha256:{digest.hexdigest()[:16]}"
+
+
+def rotated_batch(data: OmniglotData, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Images and labels of indices into the rotation-augmented set (rotation r = i // N)."""
+    n, n_classes = len(data.labels), int(data.labels.max()) + 1
+    base, rot = index % n, index // n
+    x = data.images[base].clone()
+    for r in range(1, ROTATIONS):
+        chosen = rot == r
+        if bool(chosen.any()):
+            x[chosen] = torch.rot90(x[chosen], r, dims=(2, 3))
+    y = torch.from_numpy(data.labels)[base] + rot * n_classes
+    return x, y
+
+
+class FewShotNet(EmbeddingNet):
+    """The backbone plus the config its evaluation needs (``Task.evaluate`` gets no config)."""
+
+    def __init__(self, backbone: EmbeddingNet, cfg: FewShotConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+        self.embed_dim = backbone.embed_dim
+        self.head = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.backbone(x)
+        return out
+
+
+def model_config(model: EmbeddingNet) -> FewShotConfig:
+    assert isinstance(model, FewShotNet), "few-shot tasks evaluate their own FewShotNet"
+    return model.cfg
+
+
+class FewShotTask(Task):
+    provides = frozenset({FEATURES})
+    default_methods = ("triplet", "cir+triplet", "proto")
+    in_channels: ClassVar[int] = 1
+
+    def test_labels(self, data: TaskData) -> np.ndarray:
+        raise NotImplementedError
+
+    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
+        """The backbone; first checks that every N-way setting fits the test classes."""
+        fcfg = as_fewshot(cfg)
+        check_settings(self.test_labels(data), fcfg)
+        return FewShotNet(build_backbone(fcfg, self.in_channels), fcfg)
+
+
+@TASKS.register("omniglot")
+class Omniglot(FewShotTask):
+    name = "omniglot"
+    dataset = "omniglot"
+    in_channels = 1
+    profiles: ClassVar[dict[str, TrainConfig]] = {
+        # Adam 1e-3 as Snell et al. 2017; epochs, P x K and rotations sized for ~1 min on 2
+        # CPU cores per run (ours).
+        "default": FewShotConfig(epochs=8, batch_size=128, lr=1e-3, k=4, rotations=True),
+        "smoke": FewShotConfig(
+            epochs=1, batch_size=32, lr=1e-3, k=4, steps_per_epoch=3, n_episodes=10
+        ),
+    }
+    default_profile = "default"
+
+    def test_labels(self, data: TaskData) -> np.ndarray:
+        labels: np.ndarray = data.test.labels
+        return labels
+
+    def load(self, data_root: Path) -> TaskData:
+        folder = omniglot_folder(data_root)
+        train = merge_sets([load_set(folder, name) for name in OMNIGLOT_TRAIN])
+        test = merge_sets([load_set(folder, OMNIGLOT_TEST)])
+        n_train = int(train.labels.max()) + 1
+        return TaskData(
+            train=train,
+            test=test,
+            num_classes=n_train * ROTATIONS,  # label space with the rotated classes
+            fingerprint=fingerprint(
+                "omniglot", train.images.numpy(), train.labels, test.images.numpy(), test.labels
+            ),
+        )
+
+    def train_batches(
+        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        fcfg = as_fewshot(cfg)
+        train: OmniglotData = data.train
+        labels = train.labels
+        if fcfg.rotations:
+            n_classes = int(labels.max()) + 1
+            labels = np.concatenate([labels + r * n_classes for r in range(ROTATIONS)])
+        for batch in pk_batches(labels, fcfg, generator):
+            x, y = rotated_batch(train, torch.tensor(batch))
+            yield self.prepare(x, fcfg), y
+
+    @staticmethod
+    def prepare(x: Tensor, cfg: FewShotConfig) -> Tensor:
+        x = x.float() / 255.0
+        if x.shape[-1] != cfg.image_size:
+            x = F.interpolate(x, size=cfg.image_size, mode="bilinear", antialias=True)
+        return x
+
+    def evaluate(
+        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+    ) -> Evaluation:
+        fcfg = model_config(model)
+        test: OmniglotData = data.test
+        episodes = draw_episodes(test.labels, fcfg)
+        features = embed_used(
+            model,
+            lambda idx: self.prepare(test.images[torch.from_numpy(idx)], fcfg),
+            len(test.labels),
+            episodes,
+            fcfg,
+            device,
+        )
+        return evaluate_episodes(features, test.labels, fcfg, episodes)
+
+
+# --- tieredImageNet --------------------------------------------------------------------------
+
+
+def tiered_folder(root: Path) -> Path:
+    folder = Path(root) / TIERED_FOLDER
+    if not folder.is_dir():
+        return require_dataset("tieredimagenet", root)  # raises with where to put what
+    return folder
+
+
+def to_input(images: np.ndarray, device: torch.device | None = None) -> Tensor:
+    """(n, H, W, 3) uint8 -> (n, 3, H, W) float, ImageNet-normalised."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: Tensor, generator: torch.Generator, pad: int = 8) -> Tensor:
+    """Horizontal flip (p = 0.5) and a random crop after zero padding ``pad`` (per image)."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
+    return torch.stack(
+        [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)]
+    )
+
+
+@TASKS.register("tieredimagenet")
+class TieredImageNet(FewShotTask):
+    name = "tieredimagenet"
+    dataset = "tieredimagenet"
+    in_channels = 3
+    #: Overridable in tests (fixtures with fewer classes); the paper's split otherwise.
+    expected_classes: ClassVar[dict[str, int]] = dict(TIERED_CLASSES)
+    profiles: ClassVar[dict[str, TrainConfig]] = {
+        # ResNet-12 with SGD 0.1, momentum 0.9, weight decay 5e-4, 60 epochs of 1,000 steps, as
+        # MetaOptNet (Lee et al. 2019); their lr steps (x0.06, x0.2, x0.2 at epochs 20/40/50)
+        # are approximated by x0.1 at 20, 40 and 50 (ours); flip + pad-8 crop (ours, a subset of
+        # theirs); P x K = 32 x 4 (ours).
+        "paper": FewShotConfig(
+            epochs=60,
+            batch_size=128,
+            lr=0.1,
+            optimizer="sgd",
+            weight_decay=5e-4,
+            schedule="step",
+            milestones=(20, 40, 50),
+            k=4,
+            steps_per_epoch=1000,
+            backbone="resnet12",
+            image_size=84,
+            augment=True,
+            ways=(5,),
+        ),
+        # Conv-4 with Adam 1e-3 (Snell et al. 2017), lr halved every 20 epochs (ours: their
+        # "every 2,000 episodes").
+        "conv4": FewShotConfig(
+            epochs=60,
+            batch_size=128,
+            lr=1e-3,
+            schedule="step",
+            milestones=(20, 40),
+            gamma=0.5,
+            k=4,
+            steps_per_epoch=1000,
+            image_size=84,
+            augment=True,
+            ways=(5,),
+        ),
+        # A few steps on 32x32 inputs, for tests (ours).
+        "smoke": FewShotConfig(
+            epochs=1,
+            batch_size=16,
+            lr=1e-3,
+            k=4,
+            steps_per_epoch=2,
+            image_size=32,
+            ways=(5,),
+            n_episodes=10,
+        ),
+    }
+    default_profile = "paper"
+
+    def test_labels(self, data: TaskData) -> np.ndarray:
+        labels: np.ndarray = data.test.labels
+        return labels
+
+    def load(self, data_root: Path) -> TaskData:
+        folder = tiered_folder(data_root)
+        form = detect_form(folder)
+        for split in SPLITS:
+            check_class_count(split, split_classes(folder, split, form), self.expected_classes)
+        train, test = load_split(folder, "train", form), load_split(folder, "test", form)
+        return TaskData(
+            train=train,
+            test=test,
+            num_classes=train.num_classes,
+            fingerprint=fingerprint(f"tieredimagenet-{form}", train.labels, test.labels),
+        )
+
+    def train_batches(
+        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        fcfg = as_fewshot(cfg)
+        train: TieredSplit = data.train
+        for batch in pk_batches(train.labels, fcfg, generator):
+            x = to_input(train.images(batch, fcfg.image_size))
+            if fcfg.augment:
+                x = augment(x, generator)
+            yield x, torch.from_numpy(train.labels[batch])
+
+    def evaluate(
+        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+    ) -> Evaluation:
+        fcfg = model_config(model)
+        test: TieredSplit = data.test
+        episodes = draw_episodes(test.labels, fcfg)
+        features = embed_used(
+            model,
+            lambda idx: to_input(test.images(idx, fcfg.image_size)),
+            len(test.labels),
+            episodes,
+            fcfg,
+            device,
+        )
+        return evaluate_episodes(features, test.labels, fcfg, episodes)
