@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench import distributed
 from cirbench.errors import CirbenchError
 
 IMAGE_SHAPE = (3, 32, 32)
@@ -248,14 +249,17 @@ def shuffled_batches(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of (uint8 images, labels) in a random order, augmented by
     :func:`random_crop_flip` with ``pad`` (None: no augmentation). The last incomplete batch is
-    dropped. Everything random is drawn from ``generator``."""
+    dropped. Everything random is drawn from ``generator``. Under several processes every rank
+    draws the same global batch and augmentation and keeps its share (:func:`distributed.shard`).
+    """
     order = torch.randperm(len(labels), generator=generator)
     for start in range(0, len(labels) - batch_size + 1, batch_size):
         idx = order[start : start + batch_size]
         x = images[idx]
         if pad is not None:
             x = random_crop_flip(x, generator, pad)
-        yield x, labels[idx]
+        mine = distributed.shard(torch.arange(batch_size))
+        yield x[mine], labels[idx[mine]]
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
