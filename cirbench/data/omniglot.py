@@ -44,6 +44,7 @@ class OmniglotSet:
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]  # "Alphabet/characterNN" per label
+    files: tuple[str, ...]  # "Alphabet/characterNN/<charid>_<drawer>.png" per image
 
     @property
     def num_classes(self) -> int:
@@ -106,7 +107,8 @@ def _decode(name: str, entries: list[tuple[str, bytes]], size: int, source: Path
     index = {c: i for i, c in enumerate(classes)}
     images = np.stack([decode_png(data, size) for _, data in entries])
     labels = np.array([index[k] for k in keys], dtype=np.int64)
-    return OmniglotSet(name, images, labels, classes)
+    files = tuple(member.split("/", 1)[1] for member, _ in entries)
+    return OmniglotSet(name, images, labels, classes, files)
 
 
 def _class_key(member: str) -> str:

@@ -13,13 +13,14 @@ a fraction) and ``acc_{N}w{K}s_ci95`` (95% half-width, 1.96 * std / sqrt(E)); th
 details keep the episode seed, the number of episodes and every per-episode accuracy
 (4 decimals) for paired tests (:func:`cirbench.eval.fewshot.paired_test`).
 
-``omniglot``: trains on ``images_background_small1`` + ``images_background_small2`` (292
-characters, 5,840 images) and tests on ``images_evaluation`` (659 characters, 13,180 images),
-28x28 (Snell et al. 2017). ``rotations=true`` adds the 90/180/270-degree rotations of each
+``omniglot``: trains on ``images_background_small1`` + ``images_background_small2`` (136 + 156
+= 292 characters listed, but the two sets share Latin and Greek, 50 characters and 1,000
+byte-identical images, so the union is 242 distinct characters, 4,840 images; each is used once)
+and tests on ``images_evaluation`` (659 characters, 13,180 images), 28x28 (Snell et al. 2017). ``rotations=true`` adds the 90/180/270-degree rotations of each
 training character as new classes (Vinyals et al. 2016; Snell et al. rotate test classes too,
 we do not). Not the published protocol: Snell et al. train on 1,200 characters (plus rotations)
-of the full 964-character background set, which is not available offline; our 292 characters
-make these numbers incomparable with theirs.
+of the full 964-character background set, which is not available offline; our 292 (242
+distinct) characters make these numbers incomparable with theirs.
 
 ``tieredimagenet``: Ren et al. 2018 splits (351/97/160 classes, checked), 84x84, 5-way 1- and
 5-shot with 15 queries. Profile ``paper``: ResNet-12 (Lee et al. 2019) with SGD; ``conv4``:
@@ -199,14 +200,23 @@ def omniglot_folder(root: Path) -> Path:
 
 
 def merge_sets(sets: list[OmniglotSet]) -> OmniglotData:
-    images, labels, offset = [], [], 0
+    """One labelled set from several, each image and character once.
+
+    The two small background sets share 50 characters (Latin and Greek, 1,000 byte-identical
+    images): their union has 242 distinct characters, not 136 + 156 = 292. A character is
+    identified by "Alphabet/characterNN" and an image by its path inside the set.
+    """
+    seen: dict[str, tuple[np.ndarray, str]] = {}
     for s in sets:
         check_classes(s)
-        images.append(s.images)
-        labels.append(s.labels + offset)
-        offset += s.num_classes
-    stacked = torch.from_numpy(np.concatenate(images)).unsqueeze(1)
-    return OmniglotData(stacked, np.concatenate(labels))
+        for image, label, file in zip(s.images, s.labels, s.files, strict=True):
+            seen.setdefault(file, (image, s.classes[label]))
+    files = sorted(seen)
+    classes = sorted({seen[f][1] for f in files})
+    index = {c: i for i, c in enumerate(classes)}
+    images = torch.from_numpy(np.stack([seen[f][0] for f in files])).unsqueeze(1)
+    labels = np.array([index[seen[f][1]] for f in files], dtype=np.int64)
+    return OmniglotData(images, labels)
 
 
 def fingerprint(prefix: str, *arrays: np.ndarray) -> str:

@@ -95,3 +95,13 @@ def test_real_sets_have_the_official_character_counts(shared_data: Path) -> None
     assert np.all(np.bincount(small1.labels) == 20)
     check_classes(small1)
     check_classes(small2)
+
+
+def test_sets_sharing_characters_merge_each_image_once(tmp_path: Path) -> None:
+    from cirbench.tasks.fewshot import merge_sets
+
+    write_zip(tmp_path, "set_a")
+    write_zip(tmp_path, "set_b")  # the same 5 characters, the same 15 images
+    merged = merge_sets([load_set(tmp_path, "set_a"), load_set(tmp_path, "set_b")])
+    assert merged.images.shape == (15, 1, 28, 28)
+    assert np.bincount(merged.labels).tolist() == [3] * 5

@@ -156,12 +156,16 @@ def test_omniglot_real_split_is_292_vs_659_disjoint_characters(shared_data: Path
     test = load_set(folder, "images_evaluation")
     assert sum(s.num_classes for s in train) == 292 and test.num_classes == 659
     assert len(test.labels) == 13180 and np.all(np.bincount(test.labels) == 20)
+    # the two small sets share Latin and Greek: 50 characters, 1,000 identical images
+    shared = set(train[0].classes) & set(train[1].classes)
+    assert len(shared) == 50 and {c.split("/")[0] for c in shared} == {"Latin", "Greek"}
     train_alphabets = {c.split("/")[0] for s in train for c in s.classes}
     test_alphabets = {c.split("/")[0] for c in test.classes}
-    assert len(train_alphabets) == 10 and len(test_alphabets) == 20
+    assert len(train_alphabets) == 8 and len(test_alphabets) == 20
     assert not train_alphabets & test_alphabets
     data = TASKS.get("omniglot")().load(shared_data)
-    assert data.num_classes == 292 * 4 and data.train.images.shape == (5840, 1, 28, 28)
+    assert data.train.images.shape == (4840, 1, 28, 28) and data.num_classes == 242 * 4
+    assert np.all(np.bincount(data.train.labels) == 20)
 
 
 @pytest.mark.slow
