@@ -52,10 +52,20 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A file the dataset folder must contain; ``path`` is relative to the folder."""
+    """A file the dataset folder must contain; ``path`` is relative to the folder.
+
+    ``md5`` is the first accepted checksum and ``also_md5`` the others: in datasets.yaml
+    ``md5`` is one string or a list (e.g. an official file and a re-zipped, content-identical
+    copy).
+    """
 
     path: str
     md5: str | None = None
+    also_md5: tuple[str, ...] = ()
+
+    @property
+    def accepted_md5(self) -> tuple[str, ...]:
+        return () if self.md5 is None else (self.md5, *self.also_md5)
 
 
 @dataclass(frozen=True)
@@ -202,10 +212,18 @@ def _check_layout(entry: DatasetEntry, where: str) -> None:
 def _parse_file(raw: object, where: str) -> FileSpec:
     data = _mapping(raw, f"{where} files", _FILE_KEYS, {"path"})
     path = _relative(_text(data, "path", where), "file path", where)
-    md5 = _optional_text(data, "md5", f"{where} file {path!r}")
-    if md5 is not None and not _MD5_RE.fullmatch(md5):
-        raise ValueError(f"{where}: file {path!r}: md5 {md5!r} is not 32 lowercase hex digits")
-    return FileSpec(path, md5)
+    if "md5" not in data:
+        return FileSpec(path)
+    raw = data["md5"]
+    md5s: list[str] = []
+    for md5 in raw if isinstance(raw, list) and raw else [raw]:
+        if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5):
+            raise ValueError(
+                f"{where}: file {path!r}: md5 {md5!r} is not 32 lowercase hex digits "
+                "(or a non-empty list of such)"
+            )
+        md5s.append(md5)
+    return FileSpec(path, md5s[0], tuple(md5s[1:]))
 
 
 def _parse_count(raw: object, where: str) -> CountSpec:
@@ -326,8 +344,9 @@ def _file_problem(folder: Path, spec: FileSpec, checksums: bool) -> _Problem | N
         )
     if checksums and spec.md5 is not None:
         got = md5sum(path)
-        if got != spec.md5:
-            message = f"file {spec.path}: md5 mismatch: expected {spec.md5}, got {got}"
+        if got not in spec.accepted_md5:
+            expected = " or ".join(spec.accepted_md5)
+            message = f"file {spec.path}: md5 mismatch: expected {expected}, got {got}"
             return _Problem(False, message)
     return None
 
@@ -398,7 +417,9 @@ def failure_message(status: DatasetStatus) -> str:
 
 
 def _expected_contents(entry: DatasetEntry) -> list[str]:
-    files = [f"{f.path} (md5 {f.md5})" if f.md5 else f.path for f in entry.files]
+    files = [
+        f"{f.path} (md5 {' or '.join(f.accepted_md5)})" if f.md5 else f.path for f in entry.files
+    ]
     return files + [f"{c.glob}: {c.count} files" for c in entry.counts]
 
 
