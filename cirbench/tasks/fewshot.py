@@ -16,8 +16,9 @@ details keep the episode seed, the number of episodes and every per-episode accu
 ``omniglot``: trains on ``images_background_small1`` + ``images_background_small2`` (136 + 156
 = 292 characters listed, but the two sets share Latin and Greek, 50 characters and 1,000
 byte-identical images, so the union is 242 distinct characters, 4,840 images; each is used once)
-and tests on ``images_evaluation`` (659 characters, 13,180 images), 28x28 (Snell et al. 2017). ``rotations=true`` adds the 90/180/270-degree rotations of each
-training character as new classes (Vinyals et al. 2016; Snell et al. rotate test classes too,
+and tests on ``images_evaluation`` (659 characters, 13,180 images), 28x28 (Snell et al.
+2017). ``rotations=true`` adds the 90/180/270-degree rotations of each training character as
+new classes (Vinyals et al. 2016; Snell et al. rotate test classes too,
 we do not). Not the published protocol: Snell et al. train on 1,200 characters (plus rotations)
 of the full 964-character background set, which is not available offline; our 292 (242
 distinct) characters make these numbers incomparable with theirs.
