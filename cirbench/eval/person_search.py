@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -85,85 +86,100 @@ def box_iou(box: NDArray[np.floating], boxes: NDArray[np.floating]) -> FloatArra
     return out
 
 
+def pairwise_iou(a: NDArray[np.floating], b: NDArray[np.floating]) -> FloatArray:
+    """IoU matrix (n, m) of boxes a (n, 4) and b (m, 4), same formula as :func:`box_iou`."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(1, -1, 4)
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    out: FloatArray = inter / (area_a + area_b - inter)
+    return out
+
+
 def average_precision(y_true: NDArray[np.bool_], y_score: NDArray[np.floating]) -> float:
     """sklearn.metrics.average_precision_score for binary labels with at least one positive:
     sum over distinct score thresholds of (R_n - R_{n-1}) * P_n, tied scores as one threshold."""
     order = np.argsort(y_score, kind="stable")[::-1]
-    score = np.asarray(y_score)[order]
-    true = np.asarray(y_true, dtype=np.float64)[order]
+    return _ap_sorted(np.asarray(y_true)[order], np.asarray(y_score)[order])
+
+
+def _ap_sorted(true: NDArray[np.bool_], score: NDArray[np.floating]) -> float:
+    """:func:`average_precision` of items already sorted by descending score."""
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
-    tps = np.cumsum(true)[last]
+    tps = np.cumsum(true, dtype=np.float64)[last]
     precision = tps / (last + 1)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _ranking(y_true: NDArray[np.bool_], y_score: FloatArray) -> NDArray[np.bool_]:
-    order = np.argsort(y_score, kind="stable")[::-1]
-    ranked: NDArray[np.bool_] = y_true[order]
-    return ranked
-
-
 class _Gallery:
-    """All kept detections stacked, with each image's slice, for vectorised scoring."""
+    """All kept detections stacked (features float32), with each image's start and count."""
 
     def __init__(self, detections: Mapping[str, Detections], det_thresh: float) -> None:
-        kept = {n: d.keep(det_thresh) for n, d in detections.items()}
-        kept = {n: d for n, d in kept.items() if len(d.scores)}
-        self.slices: dict[str, tuple[int, int]] = {}
-        start = 0
-        for name, det in kept.items():
-            self.slices[name] = (start, start + len(det.scores))
-            start += len(det.scores)
-        dim = next((d.features.shape[1] for d in kept.values()), 0)
-        self.features = _stack([d.features for d in kept.values()], (0, dim))
-        self.boxes = _stack([d.boxes for d in kept.values()], (0, 4))
+        dets = list(detections.values())
+        counts = np.array([len(d.scores) for d in dets], dtype=np.int64)
+        dim = next((np.asarray(d.features).shape[1] for d in dets if len(d.scores)), 0)
+        scores = _cat([np.asarray(d.scores, np.float64).reshape(-1) for d in dets], (0,))
+        keep = scores >= det_thresh
+        owner = np.repeat(np.arange(len(dets)), counts)[keep]
+        self.counts = np.bincount(owner, minlength=len(dets)).astype(np.int64)
+        self.starts = np.cumsum(self.counts) - self.counts
+        self.features = _cat([np.asarray(d.features, np.float32) for d in dets], (0, dim))[keep]
+        self.boxes = _cat([np.asarray(d.boxes, np.float64).reshape(-1, 4) for d in dets], (0, 4))
+        self.boxes = self.boxes[keep]
+        self.ids = {n: i for i, n in enumerate(detections) if self.counts[i] > 0}
 
 
-def _stack(parts: list[NDArray[np.floating]], empty: tuple[int, int]) -> FloatArray:
-    if not parts:
-        return np.zeros(empty)
-    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+def _cat(parts: list[NDArray[Any]], empty: tuple[int, ...]) -> NDArray[Any]:
+    return np.concatenate(parts) if parts else np.zeros(empty)
 
 
 def _score_query(
-    query: SearchQuery, feature: FloatArray, gallery: _Gallery, extra: Sequence[str]
+    query: SearchQuery, feature: NDArray[np.float32], gallery: _Gallery, extra: NDArray[np.int64]
 ) -> tuple[float, NDArray[np.bool_]]:
-    """(AP x recall rate, top-k hits) of one query."""
-    names: list[str] = []
+    """(AP x recall rate, top-k hits) of one query; ``extra``: ids of full-gallery images."""
+    ids: list[int] = []
+    seen: set[int] = set()
     targets: list[tuple[int, NDArray[np.floating]]] = []
     count_gt = 0
-    seen: set[str] = set()
     for item in query.gallery:
         count_gt += item.box is not None
-        if item.image not in gallery.slices or item.image in seen:
+        gid = gallery.ids.get(item.image)
+        if gid is None or gid in seen:
             continue
         if item.box is not None:
-            targets.append((len(names), item.box))
-        names.append(item.image)
-        seen.add(item.image)
-    tested = {query.image, *seen}
-    names += [n for n in extra if n not in tested and n in gallery.slices]
-    spans = [gallery.slices[n] for n in names]
-    index = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0, int)
-    scores = gallery.features[index] @ feature if len(index) else np.zeros(0)
+            targets.append((len(ids), item.box))
+        ids.append(gid)
+        seen.add(gid)
+    order_ids = np.array(ids, dtype=np.int64)
+    if len(extra):
+        tested = [*ids, gallery.ids.get(query.image, -1)]
+        order_ids = np.r_[order_ids, extra[~np.isin(extra, tested)]]
+    lengths = gallery.counts[order_ids]
+    offsets = np.cumsum(lengths) - lengths
+    index = np.repeat(gallery.starts[order_ids] - offsets, lengths) + np.arange(lengths.sum())
+    scores = np.zeros(0)
+    if len(index):
+        scores = (gallery.features[index] @ feature).astype(np.float64)
     labels = np.zeros(len(index), dtype=bool)
-    offsets = np.cumsum([0] + [b - a for a, b in spans])
     count_tp = 0
     for pos, box in targets:
-        lo, hi = int(offsets[pos]), int(offsets[pos + 1])
+        lo, hi = int(offsets[pos]), int(offsets[pos] + lengths[pos])
         order = np.argsort(scores[lo:hi], kind="stable")[::-1]
-        index[lo:hi] = index[lo:hi][order]
-        scores[lo:hi] = scores[lo:hi][order]
+        index[lo:hi], scores[lo:hi] = index[lo:hi][order], scores[lo:hi][order]
         w, h = float(box[2] - box[0]), float(box[3] - box[1])
         thresh = min(0.5, w * h / ((w + 10) * (h + 10)))
         hit = np.flatnonzero(box_iou(box, gallery.boxes[index[lo:hi]]) >= thresh)
         if hit.size:
             labels[lo + hit[0]] = True
             count_tp += 1
+    order = np.argsort(scores, kind="stable")[::-1]
+    ranked = labels[order]
     recall = count_tp / count_gt if count_gt else 0.0
-    ap = average_precision(labels, scores) * recall if count_tp else 0.0
-    ranked = _ranking(labels, scores)
+    ap = _ap_sorted(ranked, scores[order]) * recall if count_tp else 0.0
     return ap, np.array([bool(ranked[:k].any()) for k in TOPK])
 
 
@@ -178,13 +194,14 @@ def search_metrics(
     boxes; ``detections`` maps every gallery image name to its detections; ``full_gallery``
     is the whole test pool for the full-gallery protocol (empty: protocol galleries only)."""
     gallery = _Gallery(detections, det_thresh)
-    feats = np.asarray(query_features, dtype=np.float64)
+    feats = np.asarray(query_features, dtype=np.float32)
     if len(feats) != len(queries):
         raise ValueError(f"{len(queries)} queries but {len(feats)} query features")
+    extra = np.array([gallery.ids[n] for n in full_gallery if n in gallery.ids], dtype=np.int64)
     aps = np.zeros(len(queries))
     hits = np.zeros((len(queries), len(TOPK)), dtype=bool)
     for i, query in enumerate(queries):
-        aps[i], hits[i] = _score_query(query, feats[i], gallery, full_gallery)
+        aps[i], hits[i] = _score_query(query, feats[i], gallery, extra)
     metrics = {"mAP": float(aps.mean()) if len(aps) else 0.0}
     for j, k in enumerate(TOPK):
         metrics[f"top{k}"] = float(hits[:, j].mean()) if len(aps) else 0.0
@@ -193,7 +210,7 @@ def search_metrics(
 
 def _match(gt: NDArray[np.floating], det: Detections, iou_thresh: float) -> NDArray[np.bool_]:
     """(n_det,) true-positive flags: IoU >= thresh, best gt per det and best det per gt."""
-    ious = np.stack([box_iou(g, det.boxes) for g in gt]).astype(np.float32)
+    ious = pairwise_iou(gt, det.boxes).astype(np.float32)  # float32 as SeqNet's matrix
     best_gt = np.arange(len(gt))[:, None] == ious.argmax(axis=0)[None, :]
     best_det = np.arange(len(det.scores))[None, :] == ious.argmax(axis=1)[:, None]
     tf = (ious >= iou_thresh) & best_gt & best_det
