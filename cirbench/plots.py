@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -53,7 +54,17 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     for i, r in enumerate(rows):
         entry = r.cells[metric].reported
         if entry is not None and entry.value is not None:
-            ax.errorbar(i, entry.value, yerr=entry.ci95 or 0.0, fmt="D", color="black", capsize=3)
+            # Hollow: the paper's protocol differs from ours (no tolerance in reported.yaml).
+            fill: Literal["full", "none"] = "full" if entry.tolerance is not None else "none"
+            ax.errorbar(
+                i,
+                entry.value,
+                yerr=entry.ci95 or 0.0,
+                fmt="D",
+                color="black",
+                capsize=3,
+                fillstyle=fill,
+            )
             shown.append(entry.value)
         if means[i] is None:
             ax.text(
@@ -84,19 +95,30 @@ def plot_metrics(table: TaskTable, folder: Path) -> list[Path]:
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         _metric_panel(ax, table, metric)
-    any_reported = any(
-        c.reported is not None and c.reported.value is not None
+    shown = [
+        c.reported
         for r in table.rows
         for c in r.cells.values()
-    )
-    n = sorted({r.n for r in table.rows})
-    handles = [
-        Patch(facecolor="#cccccc", edgecolor="black", label="ours: mean ± std over seeds"),
-        Line2D([], [], marker="D", color="black", ls="none", label="reported (± 95% CI if given)")
-        if any_reported
-        else Patch(facecolor="white", edgecolor="white", label="reported: none for this task"),
+        if c.reported is not None and c.reported.value is not None
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    n = sorted({r.n for r in table.rows})
+    handles: list[Artist] = [
+        Patch(facecolor="#cccccc", edgecolor="black", label="ours: mean ± std over seeds")
+    ]
+    styles: tuple[tuple[Literal["full", "none"], str], ...] = (
+        ("full", "reported (± 95% CI if given)"),
+        ("none", "reported, protocol differs"),
+    )
+    for fill, label in styles:
+        if any((e.tolerance is not None) == (fill == "full") for e in shown):
+            handles.append(
+                Line2D([], [], marker="D", color="black", ls="none", fillstyle=fill, label=label)
+            )
+    if not shown:
+        handles.append(
+            Patch(facecolor="white", edgecolor="white", label="reported: none for this task")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     seeds = "/".join(map(str, n))
     fig.suptitle(f"{table.task}: ours vs reported (n = {seeds} seeds per method)", fontsize=11)
     return save(fig, folder / f"{table.task}_metrics")
