@@ -225,3 +225,16 @@ def test_paper_model_step_detect_and_local_weights(tmp_path) -> None:
     bad = tmp_path / "missing.pth"
     with pytest.raises(Exception, match="no such file"):
         build_person_search("resnet50", 96, 128, weights_path=str(bad))
+
+
+def test_reported_entries_use_the_metrics_the_task_emits() -> None:
+    from cirbench.reported import load_reported
+
+    task = TASKS.get("cuhk-sysu")
+    entries = [e for e in load_reported().entries if e.task == "cuhk-sysu"]
+    assert {e.metric for e in entries} == {"mAP", "top1"}
+    assert {e.metric for e in entries} <= set(task.metrics) == METRICS
+    assert {e.protocol for e in entries} == {"gallery 100"}
+    oim = {e.metric: e.value for e in entries if e.method == "oim"}
+    assert oim == {"mAP": 75.5, "top1": 78.7}  # Xiao et al. 2017, percent
+    assert all(e.value is None for e in entries if e.method == "cir+oim")
