@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from tabulate import tabulate
 
-from cirbench import __version__
-from cirbench.config import apply_overrides, parse_overrides, to_dict
-from cirbench.engine import TrainConfig, fit, seed_everything
+from cirbench import __version__, distributed
+from cirbench.config import apply_overrides, parse_overrides
 from cirbench.errors import CirbenchError
-from cirbench.methods import METHODS, MethodContext, build_method, canonical_name
-from cirbench.methods.base import Method, check_requirements, split_spec
-from cirbench.models import EmbeddingNet
+from cirbench.methods import METHODS, canonical_name
+from cirbench.methods.base import split_spec
 from cirbench.report import (
     RecordSet,
     collect_records,
@@ -34,8 +33,10 @@ from cirbench.report import (
     write_report,
 )
 from cirbench.reported import load_reported
-from cirbench.results import config_hash, load_records, provenance, record_path, write_record
-from cirbench.tasks import TASKS, Task, TaskData
+from cirbench.results import load_records
+from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
+from cirbench.sweep import Outcome, expand, run_sweep
+from cirbench.tasks import TASKS
 
 log = logging.getLogger("cirbench")
 
@@ -78,83 +79,9 @@ def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -
         )
 
 
-def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
-    return MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
-
-
-def build_checked(
-    task: Task, spec: str, ctx: MethodContext, overrides: dict[str, dict[str, str]]
-) -> Method:
-    method = build_method(spec, ctx, overrides, task.method_defaults)
-    check_requirements(method, task.provides, task.name)
-    return method
-
-
-def run_one(
-    task: Task,
-    data: TaskData,
-    spec: str,
-    seed: int,
-    cfg: TrainConfig,
-    profile: str,
-    args: argparse.Namespace,
-    overrides: dict[str, dict[str, str]],
-) -> Path:
-    """Train and evaluate one (method, seed); write its record; return the record's path."""
-    device = resolve_device(args.device)
-    seed_everything(seed)
-    model = task.build_model(data, cfg)
-    method = build_checked(task, spec, method_context(data, model), overrides)
-    config = {
-        "task": task.name,
-        "profile": profile,
-        "train": to_dict(cfg),
-        "method": method.configs(),
-        "dataset": data.fingerprint,
-    }
-    chash = config_hash(config)
-    out = Path(args.out)
-    path = record_path(out, task.name, method.name, seed, chash)
-    checkpoint = out / "checkpoints" / task.name / path.with_suffix(".pt").name
-    result = fit(
-        model,
-        method,
-        lambda g: task.train_batches(data, cfg, g),
-        lambda m, meth, dev: task.evaluate(m, meth, data, dev),
-        cfg,
-        seed,
-        device,
-        checkpoint=checkpoint,
-        resume=args.resume,
-        fingerprint=chash,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
-    used = {key for key in method.name.split("+")} | {"train"}
-    record: dict[str, Any] = {
-        "schema": 1,
-        "task": task.name,
-        "method": method.name,
-        "seed": seed,
-        "profile": profile,
-        "overrides": [
-            f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()
-        ],
-        "config": config,
-        "config_hash": chash,
-        "metrics": result.metrics,
-        "details": result.evaluation.details,
-        "history": result.history,
-        "wall_time_s": round(result.wall_time_s, 3),
-        "resumed_at_epoch": result.resumed_at_epoch,
-        "amp": result.extra["amp"],
-        "dataset": {"name": task.dataset, "fingerprint": data.fingerprint},
-        "provenance": provenance(device),
-    }
-    write_record(path, record)
-    return path
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        return relaunch_with_torchrun(args.argv, args.nproc)
     task = TASKS.get(args.task)()
     specs = [canonical_name(s) for s in args.method.split(",")] if args.method else []
     specs = list(dict.fromkeys(specs or task.default_methods))
@@ -163,25 +90,97 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_sections(overrides, specs)
     profile = args.profile or task.default_profile
     cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
-    resolve_device(args.device)
+    device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
     ctx = method_context(data, task.build_model(data, cfg))
     for spec in specs:  # every method is valid before anything trains
         build_checked(task, spec, ctx, overrides)
+    main_rank = distributed.is_main()
+    progress = main_rank and not args.quiet and sys.stderr.isatty()
     written = []
     for spec in specs:
         for seed in seeds:
             start = time.perf_counter()
-            path = run_one(task, data, spec, seed, cfg, profile, args, overrides)
-            written.append(str(path))
-            print(
-                f"{task.name} {spec} seed {seed}: done in {time.perf_counter() - start:.1f} s "
-                f"-> {path}",
-                file=sys.stderr,
-            )
-    df = load_records(args.out, task.name)
-    print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
+            run = RunSpec(task, data, spec, seed, cfg, profile, overrides)
+            path = train_and_record(run, Path(args.out), device, args.resume, progress)
+            if path is not None:
+                written.append(str(path))
+                elapsed = time.perf_counter() - start
+                print(
+                    f"{task.name} {spec} seed {seed}: done in {elapsed:.1f} s -> {path}",
+                    file=sys.stderr,
+                )
+    if main_rank:
+        df = load_records(args.out, task.name)
+        print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
     return 0
+
+
+def without_nproc(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
+def relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
+    """Run this same command in ``nproc`` processes under torchrun (one node)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "cirbench",
+        *without_nproc(argv),
+    ]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    cells = expand(
+        args.tasks.split(","),
+        args.methods.split(","),
+        parse_seeds(args.seeds),
+        args.profile,
+        args.set or [],
+    )
+    slurm = {
+        "slurm_partition": args.partition,
+        "gpus_per_node": args.gpus_per_job,
+        "timeout_min": args.time,
+        "cpus_per_task": args.cpus_per_job,
+    }
+    slurm = {k: v for k, v in slurm.items() if v is not None}
+    print(f"sweep: {len(cells)} cells ({args.launcher})", file=sys.stderr)
+
+    def show(o: Outcome) -> None:
+        extra = f"  {o.detail}  log: {o.log}" if o.status == "failed" else ""
+        print(f"  {o.status:8s} {o.cell.name}{extra}", file=sys.stderr)
+
+    outcomes = run_sweep(
+        cells,
+        Path(args.out),
+        args.launcher,
+        args.max_parallel,
+        args.data_root,
+        args.device,
+        slurm,
+        show,
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(tabulate([counts], headers="keys", tablefmt="github"))
+    for o in failed:
+        print(f"failed: {o.cell.name} ({o.detail}); log: {o.log}")
+    return 1 if failed else 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -363,7 +362,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train each run in N processes (DDP; NCCL on CUDA, gloo on CPU)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="tasks x methods x seeds; skips cells that have a record")
+    p.add_argument("--tasks", required=True, help="comma-separated task names")
+    p.add_argument("--methods", required=True, help="comma-separated method specs")
+    p.add_argument("--seeds", default="0,1,2", help="e.g. 0-4 (default 0,1,2)")
+    p.add_argument("--profile")
+    p.add_argument("--set", nargs="*", metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local")
+    p.add_argument("--max-parallel", type=int, default=1, help="cells running at once")
+    p.add_argument("--partition", help="slurm partition")
+    p.add_argument("--gpus-per-job", type=int, help="slurm GPUs per cell")
+    p.add_argument("--cpus-per-job", type=int, help="slurm CPUs per cell")
+    p.add_argument("--time", type=int, help="slurm time limit per cell, minutes")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--out", default="results")
+    p.add_argument("--data-root")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("table", help="mean ± std over seeds of a task's records")
     p.add_argument("task")
@@ -421,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "datasets" and args.action == "verify" and not args.name:
         parser.error("datasets verify needs a dataset NAME")
     logging.basicConfig(

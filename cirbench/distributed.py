@@ -40,6 +40,8 @@ def init_from_env(device: torch.device) -> torch.device:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
+    else:  # CPU ranks share the cores instead of each taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device
 

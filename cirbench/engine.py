@@ -167,10 +167,7 @@ def train_one_epoch(
     for step, (x, y) in enumerate(bar):
         x, y = batch_to_device(x, device), batch_to_device(y, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            if custom_step is None:
-                terms = method(model(x), y, head)
-            else:
-                terms = custom_step(x, y, method)
+            terms = custom_step(x, y, method) if custom_step else method(model(x), y, head)
         check_finite(terms, epoch, step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)

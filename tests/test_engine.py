@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 
 from cirbench import engine
-from cirbench.engine import Evaluation, FitResult, TrainConfig, fit, lr_factor, seed_everything
+from cirbench.engine import Evaluation, FitResult, TrainConfig, fit, lr_factor
 from cirbench.errors import CirbenchError, TrainingDivergedError
-from cirbench.methods import MethodContext, build_method
+from cirbench.methods import MethodContext
 from cirbench.methods.base import FEATURES, Loss, LossConfig, Method
+from cirbench.runner import RunSpec, prepare, train
 
 CPU = torch.device("cpu")
 
@@ -20,20 +21,9 @@ def run(
     digits, cfg: TrainConfig, spec: str, seed: int, **kwargs
 ) -> tuple[FitResult, torch.nn.Module]:
     task, data = digits
-    seed_everything(seed)
-    model = task.build_model(data, cfg)
-    method = build_method(spec, MethodContext(10, model.embed_dim), defaults=task.method_defaults)
-    result = fit(
-        model,
-        method,
-        lambda g: task.train_batches(data, cfg, g),
-        lambda m, meth, dev: task.evaluate(m, meth, data, dev),
-        cfg,
-        seed,
-        CPU,
-        **kwargs,
-    )
-    return result, model
+    spec_ = RunSpec(task, data, spec, seed, cfg, "test", {})
+    model, method = prepare(spec_)
+    return train(spec_, model, method, CPU, **kwargs), model
 
 
 def strip_speed(history: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -1,0 +1,131 @@
+"""One training run from a task and a method spec to a result record on disk.
+
+Shared by ``cirbench run`` (and so by sweeps, whose cells are ``cirbench run`` processes). Under
+several processes every rank trains; only rank 0 evaluates and writes the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cirbench import distributed
+from cirbench.config import to_dict
+from cirbench.engine import FitResult, TrainConfig, fit, seed_everything
+from cirbench.methods import MethodContext, build_method
+from cirbench.methods.base import Method, check_requirements
+from cirbench.models import EmbeddingNet
+from cirbench.results import config_hash, provenance, record_path, write_record
+from cirbench.tasks import Task, TaskData
+
+Overrides = Mapping[str, Mapping[str, str]]
+
+
+def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
+    return MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
+
+
+def build_checked(task: Task, spec: str, ctx: MethodContext, overrides: Overrides) -> Method:
+    """The method for ``spec`` (task defaults, then overrides), checked against the task."""
+    method = build_method(spec, ctx, overrides, task.method_defaults)
+    check_requirements(method, task.provides, task.name)
+    return method
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: Task
+    data: TaskData
+    spec: str
+    seed: int
+    cfg: TrainConfig
+    profile: str
+    overrides: Overrides
+
+
+def prepare(run: RunSpec) -> tuple[EmbeddingNet, Method]:
+    """Seeded model and method: the same seed gives the same initial weights."""
+    seed_everything(run.seed)
+    model = run.task.build_model(run.data, run.cfg)
+    return model, build_checked(run.task, run.spec, method_context(run.data, model), run.overrides)
+
+
+def train(
+    run: RunSpec,
+    model: EmbeddingNet,
+    method: Method,
+    device: torch.device,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    progress: bool = False,
+) -> FitResult:
+    task, data, cfg = run.task, run.data, run.cfg
+    return fit(
+        model,
+        method,
+        lambda g: task.train_batches(data, cfg, g),
+        lambda m, meth, dev: task.evaluate(m, meth, data, dev),
+        cfg,
+        run.seed,
+        device,
+        checkpoint=checkpoint,
+        resume=resume,
+        fingerprint=fingerprint,
+        progress=progress,
+    )
+
+
+def resolved_config(run: RunSpec, method: Method) -> dict[str, Any]:
+    return {
+        "task": run.task.name,
+        "profile": run.profile,
+        "train": to_dict(run.cfg),
+        "method": method.configs(),
+        "dataset": run.data.fingerprint,
+    }
+
+
+def used_overrides(method: Method, overrides: Overrides) -> list[str]:
+    used = set(method.name.split("+")) | {"train"}
+    return [f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()]
+
+
+def train_and_record(
+    run: RunSpec, out: Path, device: torch.device, resume: bool = False, progress: bool = False
+) -> Path | None:
+    """Train and evaluate one (method, seed) and write its record; return the record's path
+    (``None`` on ranks other than 0, which write nothing)."""
+    model, method = prepare(run)
+    config = resolved_config(run, method)
+    chash = config_hash(config)
+    path = record_path(out, run.task.name, method.name, run.seed, chash)
+    checkpoint = out / "checkpoints" / run.task.name / path.with_suffix(".pt").name
+    result = train(run, model, method, device, checkpoint, resume, chash, progress)
+    if not distributed.is_main():
+        return None
+    record: dict[str, Any] = {
+        "schema": 1,
+        "task": run.task.name,
+        "method": method.name,
+        "seed": run.seed,
+        "profile": run.profile,
+        "overrides": used_overrides(method, run.overrides),
+        "config": config,
+        "config_hash": chash,
+        "metrics": result.metrics,
+        "details": result.evaluation.details,
+        "history": result.history,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "resumed_at_epoch": result.resumed_at_epoch,
+        "amp": result.extra["amp"],
+        "processes": distributed.world()[1],
+        "dataset": {"name": run.task.dataset, "fingerprint": run.data.fingerprint},
+        "provenance": provenance(device),
+    }
+    write_record(path, record)
+    return path
