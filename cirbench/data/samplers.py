@@ -16,6 +16,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from cirbench import distributed
+from cirbench.errors import CirbenchError
+
 
 def identity_chunks(
     labels: Sequence[int], k: int, generator: torch.Generator
@@ -82,3 +85,17 @@ class PKSampler:
             per_id[int(label)] = per_id.get(int(label), 0) + 1
         total_chunks = sum(max(1, n // self.k) for n in per_id.values())
         return total_chunks // (self.p * self.world_size)
+
+
+def sharded_pk_sampler(
+    labels: Sequence[int], p: int, k: int, generator: torch.Generator
+) -> PKSampler:
+    """P x K batches for this process: ``p`` is the number of identities of the global batch,
+    split evenly over the training processes (one process: the plain sampler)."""
+    rank, size = distributed.world()
+    if p % size:
+        raise CirbenchError(
+            f"P = {p} identities per batch cannot be split over {size} processes: "
+            f"use --nproc dividing {p} or set P to a multiple of {size}"
+        )
+    return PKSampler(labels, p // size, k, generator, rank, size)

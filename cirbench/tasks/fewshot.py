@@ -45,7 +45,7 @@ from torch import Tensor
 from cirbench.data.catalog import require_dataset
 from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
 from cirbench.data.omniglot import OmniglotSet, check_classes, load_set
-from cirbench.data.samplers import PKSampler
+from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.data.tiered import (
     SPLITS,
     TIERED_CLASSES,
@@ -125,7 +125,7 @@ def build_backbone(cfg: FewShotConfig, in_channels: int) -> EmbeddingNet:
 def pk_batches(
     labels: np.ndarray, cfg: FewShotConfig, generator: torch.Generator
 ) -> Iterator[list[int]]:
-    sampler = PKSampler(labels.tolist(), p=cfg.batch_size // cfg.k, k=cfg.k, generator=generator)
+    sampler = sharded_pk_sampler(labels.tolist(), cfg.batch_size // cfg.k, cfg.k, generator)
     steps = cfg.steps_per_epoch or None
     return itertools.islice(iter(sampler), steps)
 

@@ -50,7 +50,7 @@ from torchvision import transforms as T
 
 from cirbench.data.catalog import dataset_folder, load_catalog, require_dataset
 from cirbench.data.market import MarketData, ReidSplit, check_official_counts, read_market
-from cirbench.data.samplers import PKSampler
+from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.eval.reid import RerankConfig, evaluate_reid
@@ -281,7 +281,7 @@ class Market1501(Task):
     ) -> Iterator[tuple[Tensor, Tensor]]:
         c = self.config(cfg)
         market: MarketData = data.train
-        sampler = PKSampler(market.train.pids.tolist(), c.p, c.k, generator)
+        sampler = sharded_pk_sampler(market.train.pids.tolist(), c.p, c.k, generator)
         loader = DataLoader(
             ReidImages(market.train, train_transform(c)),
             batch_sampler=sampler,

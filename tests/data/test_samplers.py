@@ -64,3 +64,16 @@ def test_ranks_share_a_step_plan_and_never_share_an_identity() -> None:
 def test_too_few_identities_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least"):
         PKSampler(labels_with_sizes([4, 4]), p=3, k=2)
+
+
+def test_sharded_sampler_splits_p_over_processes(monkeypatch) -> None:
+    from cirbench.data import samplers
+    from cirbench.errors import CirbenchError
+
+    labels = labels_with_sizes([8] * 12)
+    monkeypatch.setattr(samplers.distributed, "world", lambda: (1, 2))
+    sampler = samplers.sharded_pk_sampler(labels, p=4, k=4, generator=torch.Generator())
+    assert (sampler.p, sampler.rank, sampler.world_size) == (2, 1, 2)
+    assert all(len(b) == 8 for b in sampler)
+    with pytest.raises(CirbenchError, match="cannot be split over 2 processes"):
+        samplers.sharded_pk_sampler(labels, p=3, k=4, generator=torch.Generator())
