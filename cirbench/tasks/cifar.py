@@ -28,8 +28,12 @@ epoch on the first 2,560 training images, the whole test set: checks the pipelin
 CPU in about a minute; its numbers mean nothing.
 
 ``cifar10-subset`` (all our choices, sized for 3 methods x 3 seeds in about 7 minutes on 2 CPU
-cores): ``CifarCNN`` (width 32), SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 128, cosine
-over the epochs below, the same augmentation.
+cores): ``CifarCNN`` (width 32), SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 64, cosine
+over 5 epochs, no augmentation. Measured side by side with ``ce`` on this 2-core CPU (seed 0):
+6 epochs at batch 64 reach 53.4% top-1 without augmentation and 8 epochs with it 50.3%; at
+batch 128, 4 epochs give 48.2% without and 39.0% with it. In so short a schedule the
+augmentation costs more accuracy than it saves from over-fitting, so it is off
+(``--set train.augment=true`` turns it on).
 """
 
 from __future__ import annotations
@@ -119,13 +123,14 @@ SMOKE = CifarConfig(
 def subset_config(epochs: int) -> CifarConfig:
     return CifarConfig(
         epochs=epochs,
-        batch_size=128,
+        batch_size=64,
         lr=0.05,
         optimizer="sgd",
         momentum=0.9,
         weight_decay=5e-4,
         schedule="cosine",
         arch="cnn",
+        augment=False,
     )
 
 
@@ -225,7 +230,7 @@ class Cifar10Subset(CifarTask):
     name = "cifar10-subset"
     dataset = "cifar10-subset"
     profiles: ClassVar[dict[str, TrainConfig]] = {
-        "default": subset_config(epochs=12),
+        "default": subset_config(epochs=5),
         "smoke": subset_config(epochs=2),
     }
     default_profile = "default"
