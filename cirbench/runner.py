@@ -69,7 +69,7 @@ def train(
         model,
         method,
         lambda g: task.train_batches(data, cfg, g),
-        lambda m, meth, dev: task.evaluate(m, meth, data, dev),
+        lambda m, meth, dev: task.evaluate(m, meth, data, cfg, dev),
         cfg,
         run.seed,
         device,

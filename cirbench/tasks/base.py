@@ -76,9 +76,15 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
-        """The task's protocol; model and method are in eval mode, gradients off."""
+        """The task's protocol under ``cfg`` (the run's config); model and method are in eval
+        mode, gradients off."""
 
 
 TASKS: Registry[type[Task]] = Registry("task")

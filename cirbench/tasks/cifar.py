@@ -176,7 +176,12 @@ class CifarTask(Task):
         return shuffled_batches(images, labels, cfg.batch_size, generator, pad)
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
         split: CifarSplit = data.test
         assert model.head is not None

@@ -170,7 +170,12 @@ class CuhkSysuTask(Task):
             yield images, targets
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
         cfg_sizes = sorted(data.test, key=lambda s: (s != DEFAULT_GALLERY, s))
         ds: CuhkSysu = data.train

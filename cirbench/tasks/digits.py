@@ -91,7 +91,12 @@ class Digits(Task):
         return shuffled_batches(x, y, cfg.batch_size, generator)
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
         x, y = (t.to(device) for t in data.test)
         features = model.embed(x).float()

@@ -240,26 +240,6 @@ def rotated_batch(data: OmniglotData, index: Tensor) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-class FewShotNet(EmbeddingNet):
-    """The backbone plus the config its evaluation needs (``Task.evaluate`` gets no config)."""
-
-    def __init__(self, backbone: EmbeddingNet, cfg: FewShotConfig) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.cfg = cfg
-        self.embed_dim = backbone.embed_dim
-        self.head = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.backbone(x)
-        return out
-
-
-def model_config(model: EmbeddingNet) -> FewShotConfig:
-    assert isinstance(model, FewShotNet), "few-shot tasks evaluate their own FewShotNet"
-    return model.cfg
-
-
 class FewShotTask(Task):
     provides = frozenset({FEATURES})
     default_methods = ("triplet", "cir+triplet", "proto")
@@ -272,7 +252,7 @@ class FewShotTask(Task):
         """The backbone; first checks that every N-way setting fits the test classes."""
         fcfg = as_fewshot(cfg)
         check_settings(self.test_labels(data), fcfg)
-        return FewShotNet(build_backbone(fcfg, self.in_channels), fcfg)
+        return build_backbone(fcfg, self.in_channels)
 
 
 @TASKS.register("omniglot")
@@ -331,9 +311,14 @@ class Omniglot(FewShotTask):
         return x
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
-        fcfg = model_config(model)
+        fcfg = as_fewshot(cfg)
         test: OmniglotData = data.test
         episodes = draw_episodes(test.labels, fcfg)
         features = embed_used(
@@ -462,9 +447,14 @@ class TieredImageNet(FewShotTask):
             yield x, torch.from_numpy(train.labels[batch])
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
-        fcfg = model_config(model)
+        fcfg = as_fewshot(cfg)
         test: TieredSplit = data.test
         episodes = draw_episodes(test.labels, fcfg)
         features = embed_used(

@@ -250,9 +250,6 @@ class Market1501(Task):
     # No overrides: circle / circle-cls defaults already are the re-ID values (m 0.25, gamma 128).
     method_defaults: ClassVar[dict[str, dict[str, float]]] = {}
 
-    def __init__(self) -> None:
-        self._cfg: MarketConfig | None = None
-
     def load(self, data_root: Path) -> TaskData:
         folder = market_folder(self.dataset, data_root)
         data = read_market(folder)
@@ -269,7 +266,6 @@ class Market1501(Task):
     def config(self, cfg: TrainConfig) -> MarketConfig:
         if not isinstance(cfg, MarketConfig):
             raise TypeError(f"market1501 needs a MarketConfig, got {type(cfg).__name__}")
-        self._cfg = cfg
         return cfg
 
     def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
@@ -304,9 +300,14 @@ class Market1501(Task):
         return torch.cat(feats)
 
     def evaluate(
-        self, model: EmbeddingNet, method: Method, data: TaskData, device: torch.device
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
     ) -> Evaluation:
-        c = self._cfg or self.config(self.profile(None))
+        c = self.config(cfg)
         market: MarketData = data.test
         qf = self.embed_split(model, market.query, c, device)
         gf = self.embed_split(model, market.gallery, c, device)

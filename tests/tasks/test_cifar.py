@@ -164,7 +164,9 @@ def test_cifar100_loads_fine_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     model = task.build_model(data, task.profile("smoke"))
     method = build_method("ls", MethodContext(100, model.embed_dim)).eval()
     with torch.inference_mode():
-        evaluation = task.evaluate(model.eval(), method, data, torch.device("cpu"))
+        evaluation = task.evaluate(
+            model.eval(), method, data, task.profile("smoke"), torch.device("cpu")
+        )
     assert isinstance(evaluation, Evaluation) and len(evaluation.details["per_class_top1"]) == 100
 
 

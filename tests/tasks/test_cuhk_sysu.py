@@ -133,7 +133,7 @@ def test_gallery_sizes_are_reported_with_suffixes(fixture_root, monkeypatch) -> 
         PersonSearchNet, "query_features", lambda self, im, bx: oracle.query_features(im, bx)
     )
     model = task.build_model(data, cfg)
-    ev = task.evaluate(model, None, data, torch.device("cpu"))
+    ev = task.evaluate(model, None, data, cfg, torch.device("cpu"))
     assert {"mAP", "mAP_g50", "mAP_gall", "top1_gall"} <= set(ev.metrics)
     assert ev.metrics["mAP_g50"] == ev.metrics["mAP"]  # same protocol content in the fixture
     # full pool: query t3's gallery now also holds s104/s105/s106... no new ties at 1

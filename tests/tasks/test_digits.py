@@ -42,7 +42,9 @@ def test_embedding_methods_get_no_top1(digits) -> None:
     model = task.build_model(data, task.profile("smoke")).eval()
     method = build_method("triplet", MethodContext(10, model.embed_dim)).eval()
     with torch.inference_mode():
-        metrics = task.evaluate(model, method, data, torch.device("cpu")).metrics
+        metrics = task.evaluate(
+            model, method, data, task.profile("smoke"), torch.device("cpu")
+        ).metrics
     assert set(metrics) == {"recall@1", "mAP"}
 
 

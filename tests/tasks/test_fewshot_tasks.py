@@ -183,7 +183,6 @@ def test_tiered_paper_profile_is_resnet12_on_84x84_pk_batches(tiered_full: Path)
     import dataclasses
 
     from cirbench.models.resnet12 import ResNet12
-    from cirbench.tasks.fewshot import FewShotNet
 
     task = TASKS.get("tieredimagenet")()
     assert task.default_profile == "paper"
@@ -191,7 +190,7 @@ def test_tiered_paper_profile_is_resnet12_on_84x84_pk_batches(tiered_full: Path)
     assert data.num_classes == 351 and data.test.num_classes == 160
     cfg = dataclasses.replace(task.profile("paper"), batch_size=16)
     model = task.build_model(data, cfg)
-    assert isinstance(model, FewShotNet) and isinstance(model.backbone, ResNet12)
+    assert isinstance(model, ResNet12)
     x, y = next(iter(task.train_batches(data, cfg, torch.Generator().manual_seed(0))))
     assert x.shape == (16, 3, 84, 84) and y.shape == (16,)
     assert sorted(torch.bincount(y).tolist())[-4:] == [4, 4, 4, 4]  # P = 4 classes x K = 4
