@@ -9,7 +9,6 @@ collected with their log paths, never stop the other cells.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 from cirbench.config import parse_overrides
 from cirbench.errors import CirbenchError
 from cirbench.methods.base import canonical_name, split_spec
+from cirbench.results import read_record
 from cirbench.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -81,22 +81,16 @@ def expand(
 
 
 def completed(out: Path) -> set[Cell]:
-    """Cells that have a readable record under ``out/runs``."""
+    """Cells that have a readable record under ``out/runs`` (others are warned about and
+    ignored by :func:`~cirbench.results.read_record`)."""
     done = set()
     for path in (out / "runs").glob("*/*.json"):
-        try:
-            rec: dict[str, Any] = json.loads(path.read_text())
+        rec = read_record(path)
+        if rec is not None:
+            sets = tuple(sorted(rec.get("overrides", [])))
             done.add(
-                Cell(
-                    rec["task"],
-                    rec["method"],
-                    int(rec["seed"]),
-                    rec["profile"],
-                    tuple(sorted(rec.get("overrides", []))),
-                )
+                Cell(rec["task"], rec["method"], int(rec["seed"]), rec.get("profile", ""), sets)
             )
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("ignoring %s: not a readable result record", path)
     return done
 
 
