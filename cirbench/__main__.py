@@ -1,5 +1,5 @@
-"""``python -m cirbench ...`` is the ``cirbench`` command (used by sweep jobs)."""
+"""``python -m cirbench ...`` is the ``cirbench`` command (used by sweep jobs and relaunches)."""
 
-from cirbench.cli import run_cli
+from cirbench.entry import run_cli
 
 run_cli()

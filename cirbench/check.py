@@ -1,18 +1,28 @@
-"""The CI gate: do the records' metrics stay within their tolerance?
+"""The regression gate: do the records still agree with their baselines (or with the papers)?
 
-``--against baseline``: every record under ``runs/`` is matched to ``results/baselines/<task>.json``
-by (method, profile, seed, overrides) and each metric must equal the baseline within
-:data:`BASELINE_ATOL`. Not by config hash: a new config field changes every hash without moving a
-metric, and the gate must still compare.
+``--against baseline`` compares the records under ``RUNS/runs/`` with ``results/baselines/<task>.
+json``. Entries are matched by (method, profile, overrides) and seed, not by config hash: a new
+config field changes every hash without moving a metric, and the gate must still compare. Two kinds
+of comparison, each honest about what it can promise; every row of the output says which it got:
 
-Tolerance: on CPU the same seed on the same machine kind gives bit-identical metrics (two runs of
-the digits smoke profile here: difference 0.0 on every metric). Thread count and the CPU's
-instruction set change the float reduction order: 1 vs 2 threads moved digits smoke metrics by up
-to 5.6e-3, i.e. single test predictions flipped (one digits test image = 1/540 = 1.9e-3). So the
-band is 1e-4 absolute (0.01 percentage points): it absorbs last-bit BLAS differences in mAP
-averages, and any flipped prediction, which is a real behaviour change, fails. A baseline holds on
-the machine kind it was made on (``device`` is stored with it); on another kind, regenerate with
-``cirbench check --update``.
+*exact*: a record made with ``cirbench run --exact`` (see :mod:`cirbench.exact`) against the
+baseline entry for the same seed, also made in exact mode. Exact mode fixes kernels, BLAS path,
+threads and seeds, so the metrics must be equal bit for bit: the entry's ``tolerance.exact`` is 0.
+A difference means the code (or the torch build, or the architecture: the row says when those
+differ from the baseline's) changed the numbers. CI uses this kind (``check --exact``).
+
+*statistical*: everything else (default-mode CPU runs, other thread counts, GPU runs). Per (method,
+profile, overrides) and metric, the new runs' values over seeds are compared with the baseline's
+values over its seeds by a two-sided two-sample t-test with pooled variance (Student's). A metric
+fails when the difference of the means exceeds the entries' ``tolerance.statistical`` (the smallest
+shift that counts; default 1 percentage point) *and* p < ``alpha`` (the baseline file's, default
+0.01). The null hypothesis is "unchanged method": both sides are draws over seeds of one
+distribution, so one variance, and under it (normal metrics) the pooled test has false-alarm rate
+exactly ``alpha`` with tolerance 0, and less with a tolerance. Welch's test, which does not assume
+equal variances, is only approximate at 2 to 5 seeds: in 10,000 simulated draws at alpha 0.01 it
+alarmed 0.47% of the time at 3 vs 3 seeds and 1.6% at 5 vs 2, so we do not use it (tested by
+simulation in tests/test_check.py). One value on one side works (its spread comes from the other
+side); with one value on both sides there is no spread, and only the tolerance is applied.
 
 ``--against reported``: the mean over seeds of the records comparable to a paper (see
 :func:`cirbench.report.entry_status`) must lie within the entry's tolerance in reported.yaml.
@@ -21,20 +31,28 @@ the machine kind it was made on (``device`` is stored with it); on another kind,
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from scipy import stats
 from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
 from cirbench.report import RecordSet, Status, metric_columns
 from cirbench.results import write_record
 
-BASELINE_ATOL = 1e-4
-SCHEMA = 1
-Key = tuple[str, str, int, str]  # method, profile, seed, overrides
+SCHEMA = 2
+EXACT_TOLERANCE = 0.0  # bit for bit
+STATISTICAL_TOLERANCE = 0.01  # 1 percentage point: smaller shifts never fail a statistical row
+ALPHA = 0.01
+Mode = Literal["auto", "exact", "statistical"]
+Group = tuple[str, str, str]  # method, profile, overrides
+Key = tuple[str, str, str, int, str]  # method, profile, overrides, seed, record mode
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,8 @@ class Deviation:
     got: float | None
     tolerance: float | None
     where: str  # record path, or the paper's citation
+    kind: str = "exact"  # exact | statistical | reported
+    reason: str = ""
 
     @property
     def diff(self) -> float | None:
@@ -57,120 +77,307 @@ class Deviation:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One compared unit: a record (exact) or the records of one group (statistical)."""
+
+    task: str
+    group: Group
+    seeds: str
+    kind: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class CheckResult:
     deviations: tuple[Deviation, ...]
     checked: int  # records (baseline) or reported entries (reported) compared
     unchecked: tuple[str, ...] = ()  # records with no baseline entry
     not_run: tuple[str, ...] = ()  # baseline entries with no record under --runs
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rows: tuple[Row, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.deviations and self.checked > 0
+        return not self.deviations and self.checked > 0 and all(r.ok for r in self.rows)
 
 
-def _key(row: Mapping[Any, Any]) -> Key:
-    return (str(row["method"]), str(row["profile"] or ""), int(row["seed"]), row["overrides"] or "")
+# --- the statistical test --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+    p: float | None = None
+
+
+def compare_samples(
+    baseline: Sequence[float], new: Sequence[float], tolerance: float, alpha: float
+) -> Verdict:
+    """Are ``new`` values (one per seed) consistent with ``baseline`` ones? See the module doc."""
+    if not baseline or not new:
+        return Verdict(False, "no values on one side")
+    nb, nn = len(baseline), len(new)
+    diff = statistics.fmean(new) - statistics.fmean(baseline)
+    head = f"mean diff {diff * 100:+.3f} pts (n={nn} vs {nb})"
+    if abs(diff) <= tolerance:
+        return Verdict(True, f"{head}, within tolerance {tolerance * 100:g} pts")
+    df = nb + nn - 2
+    if df < 1:
+        return Verdict(False, f"{head} > tolerance {tolerance * 100:g} pts; one value each side")
+    mb, mn = statistics.fmean(baseline), statistics.fmean(new)
+    pooled = (sum((v - mb) ** 2 for v in baseline) + sum((v - mn) ** 2 for v in new)) / df
+    se2 = pooled * (1 / nb + 1 / nn)
+    if se2 == 0:
+        return Verdict(False, f"{head} > tolerance {tolerance * 100:g} pts with zero spread", 0.0)
+    t = diff / math.sqrt(se2)
+    p = float(2 * stats.t.sf(abs(t), df))
+    verdict = f"{head}, t={t:.2f} df={df} p={p:.3g}"
+    if p < alpha:
+        return Verdict(False, f"{verdict} < alpha {alpha:g}, beyond {tolerance * 100:g} pts", p)
+    return Verdict(True, f"{verdict} >= alpha {alpha:g}", p)
+
+
+# --- baseline files --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    task: str
+    alpha: float
+    entries: tuple[dict[str, Any], ...]
+
+    def exact_entry(self, group: Group, seed: int) -> dict[str, Any] | None:
+        for e in self.entries:
+            if _group(e) == group and e["seed"] == seed and e["mode"] == "exact":
+                return e
+        return None
+
+    def group(self, group: Group, mode: str) -> list[dict[str, Any]]:
+        """The group's entries made in ``mode`` if any, else all of the group's entries (an
+        exact-mode seed is a fair draw of the method's distribution too)."""
+        entries = [e for e in self.entries if _group(e) == group]
+        same = [e for e in entries if e["mode"] == mode]
+        return same or entries
+
+
+def _group(row: Mapping[Any, Any]) -> Group:
+    return (str(row["method"]), str(row["profile"] or ""), str(row["overrides"] or ""))
 
 
 def baseline_path(folder: Path, task: str) -> Path:
     return folder / f"{task}.json"
 
 
-def load_baseline(folder: Path, task: str) -> dict[Key, dict[str, Any]]:
+def load_baseline(folder: Path, task: str) -> Baseline:
     path = baseline_path(folder, task)
     if not path.is_file():
-        return {}
+        return Baseline(task, ALPHA, ())
+    fix = f"regenerate it with `cirbench check {task} --update --runs DIR`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["entries"]
-        return {_key(e): e for e in entries}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CirbenchError(
-            f"baseline {path} is not readable ({exc}); regenerate it with "
-            f"`cirbench check {task} --update --runs DIR`"
-        ) from None
+        if data.get("schema") != SCHEMA:
+            raise CirbenchError(
+                f"baseline {path} has schema {data.get('schema')}, this cirbench reads {SCHEMA}; "
+                f"delete it and {fix}"
+            )
+        entries = tuple(_entry(e) for e in data["entries"])
+        return Baseline(task, float(data.get("alpha", ALPHA)), entries)
+    except (AttributeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CirbenchError(f"baseline {path} is not readable ({exc}); {fix}") from None
+
+
+def _entry(e: Mapping[str, Any]) -> dict[str, Any]:
+    mode = str(e["mode"])
+    if mode not in ("exact", "default"):
+        raise ValueError(f"mode {mode!r}")
+    tolerance = {k: float(v) for k, v in dict(e["tolerance"]).items()}
+    metrics = {str(k): float(v) for k, v in dict(e["metrics"]).items()}
+    return {**e, "seed": int(e["seed"]), "mode": mode, "tolerance": tolerance, "metrics": metrics}
+
+
+# --- comparing -------------------------------------------------------------------------------
 
 
 def _metrics(row: Mapping[Any, Any], names: Iterable[str]) -> dict[str, float]:
     return {m: float(row[m]) for m in names if m in row and row[m] == row[m]}  # drop NaN
 
 
-def _compare(
-    task: str, row: Mapping[Any, Any], got: Mapping[str, float], expected: Mapping[str, Any]
-) -> list[Deviation]:
-    """A metric moved beyond the band, is missing, or is new: each is a deviation."""
+def _build_note(record: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
+    """Why an exact row may differ for reasons outside the code: another torch or CPU type."""
+    repro = record.get("reproducibility")
+    repro = repro if isinstance(repro, dict) else {}
+    notes = [
+        f"{name} {repro.get(name)} here vs {entry.get(name)} in the baseline"
+        for name in ("torch", "machine")
+        if entry.get(name) and repro.get(name) != entry.get(name)
+    ]
+    if not notes:
+        return ""
+    return f" ({'; '.join(notes)}: exact replay is promised for one build and architecture)"
+
+
+def _exact_row(
+    task: str, row: Mapping[Any, Any], got: Mapping[str, float], entry: Mapping[str, Any], note: str
+) -> tuple[Row, list[Deviation]]:
+    tol = float(entry["tolerance"].get("exact", EXACT_TOLERANCE))
     out = []
-    for metric in sorted(set(got) | set(expected["metrics"])):
-        e, g = expected["metrics"].get(metric), got.get(metric)
-        if e is None or g is None or abs(g - float(e)) > BASELINE_ATOL:
+    for metric in sorted(set(got) | set(entry["metrics"])):
+        e, g = entry["metrics"].get(metric), got.get(metric)
+        if g is None:
+            why = "missing in the record"
+        elif e is None:
+            why = "not in the baseline"
+        elif abs(g - e) > tol:
+            why = f"differs (tolerance {tol:g}{': bit for bit' if tol == 0 else ''}){note}"
+        else:
+            continue
+        out.append(
+            Deviation(
+                task,
+                str(row["method"]),
+                str(row["profile"] or ""),
+                int(row["seed"]),
+                metric,
+                e,
+                g,
+                tol,
+                str(row["path"]),
+                "exact",
+                why,
+            )
+        )
+    reason = (
+        f"{len(out)} metric(s) differ from the exact baseline{note}"
+        if out
+        else f"{len(got)} metrics identical" + (" (bit for bit)" if tol == 0 else f" within {tol}")
+    )
+    return Row(task, _group(row), str(row["seed"]), "exact", not out, reason), out
+
+
+def _statistical_row(
+    task: str, group: Group, rows: Sequence[Mapping[Any, Any]], names: Sequence[str], base: Baseline
+) -> tuple[Row, list[Deviation]] | None:
+    mode = "exact" if all(r["mode"] == "exact" for r in rows) else "default"
+    entries = base.group(group, mode)
+    if not entries:
+        return None
+    tol = max(float(e["tolerance"].get("statistical", STATISTICAL_TOLERANCE)) for e in entries)
+    seeds = ",".join(str(r["seed"]) for r in rows)
+    new = [_metrics(r, names) for r in rows]
+    out, reasons = [], []
+    for metric in sorted({m for v in new for m in v} | {m for e in entries for m in e["metrics"]}):
+        ours = [v[metric] for v in new if metric in v]
+        theirs = [e["metrics"][metric] for e in entries if metric in e["metrics"]]
+        if len(ours) != len(new) or len(theirs) != len(entries):
+            verdict = Verdict(False, "metric missing in " + ("records" if not ours else "baseline"))
+        else:
+            verdict = compare_samples(theirs, ours, tol, base.alpha)
+        if not verdict.ok:
+            reasons.append(f"{metric}: {verdict.reason}")
             out.append(
                 Deviation(
                     task,
-                    str(row["method"]),
-                    str(row["profile"] or ""),
-                    int(row["seed"]),
+                    group[0],
+                    group[1],
+                    f"{seeds} vs {len(theirs)} seeds",
                     metric,
-                    None if e is None else float(e),
-                    g,
-                    BASELINE_ATOL,
-                    str(row["path"]),
+                    statistics.fmean(theirs) if theirs else None,
+                    statistics.fmean(ours) if ours else None,
+                    tol,
+                    ", ".join(str(r["path"]) for r in rows[:2]) + (" ..." if len(rows) > 2 else ""),
+                    "statistical",
+                    verdict.reason,
                 )
             )
-    return out
+    why = f"vs {len(entries)} baseline seeds ({entries[0]['mode']} mode), alpha {base.alpha:g}"
+    reason = "; ".join(reasons) if reasons else f"every metric consistent {why}"
+    return Row(task, group, seeds, "statistical", not out, reason), out
 
 
-def check_baseline(records: RecordSet, folder: Path, tasks: Sequence[str]) -> CheckResult:
+def check_baseline(
+    records: RecordSet, folder: Path, tasks: Sequence[str], mode: Mode = "auto"
+) -> CheckResult:
+    """Compare every record of ``tasks`` with its baseline; ``mode`` ``exact`` fails a record
+    that has no exact comparison, ``statistical`` compares even exact records statistically."""
     deviations: list[Deviation] = []
+    rows: list[Row] = []
     unchecked: list[str] = []
     not_run: list[str] = []
     notes: list[str] = []
-    checked = 0
     for task in tasks:
-        expected = load_baseline(folder, task)
+        base = load_baseline(folder, task)
         df = records.task(task)
         names = metric_columns(df) if len(df) else []
-        seen: set[Key] = set()
+        pending: dict[Group, list[Mapping[Any, Any]]] = {}
+        seen: set[tuple[Group, int]] = set()
         for row in df.to_dict("records"):
-            key = _key(row)
-            if key not in expected:
-                unchecked.append(str(row["path"]))
-                continue
-            seen.add(key)
-            checked += 1
-            moved = _compare(task, row, _metrics(row, names), expected[key])
-            deviations += moved
-            device = expected[key].get("device")
-            if moved and device and row.get("device") != device:
-                notes.append(
-                    f"{row['path']}: measured on {row.get('device')}, baseline on {device}"
+            group, seed = _group(row), int(row["seed"])
+            entry = base.exact_entry(group, seed)
+            if mode != "statistical" and row["mode"] == "exact" and entry is not None:
+                seen.add((group, seed))
+                note = _build_note(records.records.get(str(row["path"]), {}), entry)
+                found = _exact_row(task, row, _metrics(row, names), entry, note)
+                rows.append(found[0])
+                deviations += found[1]
+            elif mode == "exact" and base.group(group, "exact"):
+                why = (
+                    f"no exact baseline entry for seed {seed}"
+                    if row["mode"] == "exact"
+                    else "record not made with `cirbench run --exact`"
                 )
-        not_run += [f"{task} {k[0]} [{k[1]}] seed {k[2]}" for k in expected if k not in seen]
-    return CheckResult(tuple(deviations), checked, tuple(unchecked), tuple(not_run), tuple(notes))
+                rows.append(Row(task, group, str(seed), "exact", False, why))
+            else:
+                pending.setdefault(group, []).append(row)
+        for group, members in pending.items():
+            found_stat = _statistical_row(task, group, members, names, base)
+            if found_stat is None:
+                unchecked += [str(r["path"]) for r in members]
+                continue
+            seen |= {(group, int(r["seed"])) for r in members}
+            rows.append(found_stat[0])
+            deviations += found_stat[1]
+        not_run += [
+            f"{task} {e['method']} [{e['profile']}] seed {e['seed']}"
+            for e in base.entries
+            if (_group(e), e["seed"]) not in seen
+        ]
+    checked = sum(len(r.seeds.split(",")) for r in rows)
+    return CheckResult(
+        tuple(deviations),
+        checked,
+        tuple(unchecked),
+        tuple(dict.fromkeys(not_run)),
+        tuple(notes),
+        tuple(rows),
+    )
 
 
-def update_baseline(records: RecordSet, folder: Path, tasks: Sequence[str]) -> list[Path]:
-    """Write (merge into) ``folder/<task>.json`` from the records: after an intended change."""
+def update_baseline(
+    records: RecordSet,
+    folder: Path,
+    tasks: Sequence[str],
+    command: Sequence[str] = (),
+    tolerance: float = STATISTICAL_TOLERANCE,
+    alpha: float = ALPHA,
+) -> list[Path]:
+    """Write (merge into) ``folder/<task>.json`` from the records: after an intended change.
+    Each entry says how its record was made (command, mode, commit, torch, machine)."""
     written = []
     for task in tasks:
-        entries = {k: dict(v) for k, v in load_baseline(folder, task).items()}
+        old = load_baseline(folder, task)
+        entries = {_entry_key(e): dict(e) for e in old.entries}
         df = records.task(task)
         names = metric_columns(df) if len(df) else []
         fresh: dict[Key, dict[str, Any]] = {}
         for row in df.to_dict("records"):
-            key = _key(row)
-            entry = {
-                "method": key[0],
-                "profile": key[1],
-                "seed": key[2],
-                "overrides": key[3],
-                "device": row.get("device"),
-                "metrics": _metrics(row, names),
-            }
+            entry = _new_entry(row, records.records.get(str(row["path"]), {}), names, tolerance)
+            key = _entry_key(entry)
             if key in fresh and fresh[key]["metrics"] != entry["metrics"]:
                 raise CirbenchError(
-                    f"two records for {task} {key[0]} [{key[1]}] seed {key[2]} disagree "
-                    f"({row['path']}); remove the stale one before --update"
+                    f"two records for {task} {key[0]} [{key[1]}] seed {key[3]} ({key[4]} mode) "
+                    f"disagree ({row['path']}); remove the stale one before --update"
                 )
             fresh[key] = entry
         entries.update(fresh)
@@ -180,14 +387,56 @@ def update_baseline(records: RecordSet, folder: Path, tasks: Sequence[str]) -> l
             {
                 "schema": SCHEMA,
                 "task": task,
-                "tolerance_abs": BASELINE_ATOL,
-                "note": "Expected metrics (fractions) per (method, profile, seed, overrides); "
-                "written by `cirbench check --update`, checked by `cirbench check`.",
+                "alpha": alpha,
+                "note": "Expected metrics (fractions) per (method, profile, overrides, seed, "
+                "mode). Exact-mode entries must be matched bit for bit by exact-mode records "
+                "(tolerance.exact); everything else is compared over seeds by a pooled t-test "
+                "at alpha, failing only beyond tolerance.statistical. See cirbench/check.py.",
+                "updated_by": {
+                    "command": ["cirbench", *command],
+                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                },
                 "entries": [entries[k] for k in sorted(entries)],
             },
         )
         written.append(path)
     return written
+
+
+def _entry_key(e: Mapping[str, Any]) -> Key:
+    return (*_group(e), int(e["seed"]), str(e["mode"]))
+
+
+def _new_entry(
+    row: Mapping[Any, Any], record: Mapping[str, Any], names: Sequence[str], tolerance: float
+) -> dict[str, Any]:
+    repro = record.get("reproducibility")
+    repro = repro if isinstance(repro, dict) else {}
+    prov = record.get("provenance")
+    prov = prov if isinstance(prov, dict) else {}
+    git = prov.get("git")
+    git = git if isinstance(git, dict) else {}
+    exact = row["mode"] == "exact"
+    tol = (
+        {"exact": EXACT_TOLERANCE, "statistical": tolerance}
+        if exact
+        else {"statistical": tolerance}
+    )
+    return {
+        "method": str(row["method"]),
+        "profile": str(row["profile"] or ""),
+        "overrides": str(row["overrides"] or ""),
+        "seed": int(row["seed"]),
+        "mode": str(row["mode"]),
+        "metrics": _metrics(row, names),
+        "tolerance": tol,
+        "device": row.get("device"),
+        "torch": repro.get("torch"),
+        "machine": repro.get("machine"),
+        "command": prov.get("command"),
+        "commit": git.get("commit"),
+        "dirty": git.get("dirty"),
+    }
 
 
 def check_reported(items: Sequence[Status], tasks: Sequence[str]) -> CheckResult:
@@ -208,12 +457,36 @@ def check_reported(items: Sequence[Status], tasks: Sequence[str]) -> CheckResult
             s.mean,
             s.entry.tolerance,
             s.entry.citation,
+            "reported",
+            "outside the reported value's tolerance",
         )
         for s in judged
         if s.status == "outside tolerance"
     )
     notes = () if judged else ("no reported entry has both a value and comparable records",)
     return CheckResult(deviations, len(judged), notes=notes)
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    """One line per compared record (exact) or group (statistical): the kind and the why."""
+    table = [
+        [
+            r.task,
+            r.group[0],
+            r.group[1] or "—",
+            r.group[2] or "—",
+            r.seeds,
+            r.kind,
+            "ok" if r.ok else "FAIL",
+            r.reason,
+        ]
+        for r in rows
+    ]
+    header = ["task", "method", "profile", "overrides", "seeds", "kind", "result", "why"]
+    return str(tabulate(table, headers=header, tablefmt="github", disable_numparse=True))
 
 
 def format_deviations(deviations: Sequence[Deviation], scale: float = 1.0) -> str:
@@ -229,10 +502,12 @@ def format_deviations(deviations: Sequence[Deviation], scale: float = 1.0) -> st
             d.profile or "—",
             d.seed,
             d.metric,
+            d.kind,
             num(d.expected),
             num(d.got),
             "—" if d.diff is None else format(d.diff * scale, "+.6f"),
             "—" if d.tolerance is None else format(d.tolerance * scale, "g"),
+            d.reason,
             d.where,
         ]
         for d in deviations
@@ -243,10 +518,12 @@ def format_deviations(deviations: Sequence[Deviation], scale: float = 1.0) -> st
         "profile",
         "seed",
         "metric",
+        "kind",
         "expected",
         "got",
         "diff",
         "tol",
+        "why",
         "where",
     ]
     return str(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))

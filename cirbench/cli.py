@@ -18,6 +18,7 @@ import torch
 from tabulate import tabulate
 
 from cirbench import __version__, distributed
+from cirbench.check import ALPHA, STATISTICAL_TOLERANCE
 from cirbench.config import apply_overrides, parse_overrides
 from cirbench.errors import CirbenchError
 from cirbench.methods import METHODS, canonical_name
@@ -33,7 +34,7 @@ from cirbench.report import (
     write_report,
 )
 from cirbench.reported import load_reported
-from cirbench.results import load_records
+from cirbench.results import COMMITTED, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS
@@ -79,7 +80,26 @@ def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -
         )
 
 
+def setup_exact(args: argparse.Namespace) -> int | None:
+    """Exact mode: refuse what it cannot fix, relaunch when torch started without its
+    environment (return the child's exit status), else fix the in-process settings (None)."""
+    from cirbench import exact
+
+    if args.nproc > 1 or distributed.launched_by_torchrun():
+        raise CirbenchError("--exact runs in one process; drop --nproc (DDP is not bit-exact)")
+    if args.device == "cuda":
+        raise CirbenchError("--exact replays CPU results only; drop --device cuda")
+    args.device = "cpu"
+    if exact.problems():
+        log.info("exact mode: relaunching with %s", exact.EXACT_ENV)
+        return exact.relaunch(args.argv)
+    exact.apply()
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.exact and (code := setup_exact(args)) is not None:
+        return code
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return relaunch_with_torchrun(args.argv, args.nproc)
     task = TASKS.get(args.task)()
@@ -101,8 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec in specs:
         for seed in seeds:
             start = time.perf_counter()
-            run = RunSpec(task, data, spec, seed, cfg, profile, overrides)
-            path = train_and_record(run, Path(args.out), device, args.resume, progress)
+            run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact)
+            path = train_and_record(
+                run, Path(args.out), device, args.resume, progress, command=args.argv
+            )
             if path is not None:
                 written.append(str(path))
                 elapsed = time.perf_counter() - start
@@ -185,11 +207,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     order = TASKS.get(args.task).default_methods if args.task in TASKS else ()
-    df = load_records(args.out, args.task)
+    df = load_records(args.runs, args.task)
     if df.empty:
         print(
-            f"no result records for {args.task!r} under {Path(args.out) / 'runs'}; "
-            f"run `cirbench run {args.task}` first",
+            f"no result records for {args.task!r} under {Path(args.runs) / 'runs'}; "
+            f"run `cirbench run {args.task}` first (the committed ones: --runs {COMMITTED})",
             file=sys.stderr,
         )
         return 1
@@ -242,8 +264,12 @@ def report_tasks(names: Sequence[str], records: RecordSet, root: Path) -> list[s
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    root = runs_root(args.runs) if args.runs else out
+    committed = args.runs is None and args.out is None  # regenerating the committed report
+    out = Path(args.out) if args.out else None
+    root = runs_root(args.runs) if args.runs else out or Path(COMMITTED)
+    out = out or root
+    if args.readme is None and not committed:
+        args.readme = "none"
     reported = load_reported(args.reported)
     records = collect_records(root)
     warn_skipped(records)
@@ -274,12 +300,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     tasks = report_tasks(args.tasks, records, root)
     folder = Path(args.baselines)
     if args.update:
-        for path in check.update_baseline(records, folder, tasks):
+        written = check.update_baseline(
+            records, folder, tasks, args.argv, args.tolerance, args.alpha
+        )
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0
+    mode: check.Mode = "exact" if args.exact else args.mode
     if args.against == "baseline":
-        result = check.check_baseline(records, folder, tasks)
+        result = check.check_baseline(records, folder, tasks, mode)
         scale, what = 100.0, f"records under {root / 'runs'} against {folder}, in percent"
+        if result.rows:
+            print(check.format_rows(result.rows))
     else:
         result = check.check_reported(statuses(load_reported(args.reported), records.df), tasks)
         scale, what = 1.0, "record means against cirbench/reported.yaml, in percent"
@@ -293,15 +325,21 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"(not run there, e.g. {result.not_run[0]}); fine for a partial run",
             file=sys.stderr,
         )
-    if result.deviations:
-        print(f"FAIL: {len(result.deviations)} metric(s) outside tolerance, {what}:")
-        print(check.format_deviations(result.deviations, scale))
+    failed_rows = [r for r in result.rows if not r.ok]
+    if result.deviations or failed_rows:
+        count = len(result.deviations) or len(failed_rows)
+        print(f"FAIL: {count} metric(s) or record(s) outside tolerance, {what}:")
+        if result.deviations:
+            print(check.format_deviations(result.deviations, scale))
         return 1
     if not result.checked and args.against == "baseline":
         # A gate that compared nothing must not pass: e.g. a renamed profile or method.
         print(f"FAIL: no record matched a baseline entry ({what})", file=sys.stderr)
         return 1
-    print(f"OK: {result.checked} checked, every metric within tolerance ({what})")
+    kinds = sorted({r.kind for r in result.rows}) or ["reported"]
+    print(
+        f"OK: {result.checked} checked ({', '.join(kinds)}), every metric within tolerance ({what})"
+    )
     return 0
 
 
@@ -356,7 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact-replay mode: bit-identical metrics on any x86-64 CPU (CPU, 1 thread, "
+        "portable kernels; about 6x slower); see cirbench/exact.py",
+    )
+    p.add_argument(
+        "--out",
+        default=default_out(),
+        help="output folder (default $CIRBENCH_OUT or outputs/, git-ignored; the committed "
+        "records under results/ are never written unless named here)",
+    )
     p.add_argument(
         "--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)"
     )
@@ -383,14 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-job", type=int, help="slurm CPUs per cell")
     p.add_argument("--time", type=int, help="slurm time limit per cell, minutes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default=default_out(), help="as `run --out` (default outputs/)")
     p.add_argument("--data-root")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("table", help="mean ± std over seeds of a task's records")
     p.add_argument("task")
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
-    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--runs",
+        "--out",
+        dest="runs",
+        default=default_out(),
+        help="folder holding runs/ (default: where `cirbench run` writes, $CIRBENCH_OUT or "
+        f"outputs/; the committed records: --runs {COMMITTED})",
+    )
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser(
@@ -404,12 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="md",
         help="what to print; all three are written to OUT/tables/",
     )
-    p.add_argument("--out", default="results", help="where REPORT.md, tables/, plots/ go")
-    p.add_argument("--runs", help="results folder whose runs/ to read (default: --out)")
+    p.add_argument(
+        "--runs",
+        help=f"folder whose runs/ to read (default: --out, else the committed records, "
+        f"{COMMITTED}/; e.g. outputs for your own runs)",
+    )
+    p.add_argument("--out", help="where REPORT.md, tables/, plots/ go (default: the --runs folder)")
     p.add_argument("--reported", help="reported numbers YAML (default: cirbench/reported.yaml)")
     p.add_argument(
         "--readme",
-        help="README whose status section to rewrite (default: README.md beside OUT; 'none')",
+        help="README whose status section to rewrite (default: README.md beside results/ when "
+        "neither --runs nor --out is given, else none; 'none' never)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
     p.set_defaults(func=cmd_report)
@@ -418,9 +479,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tasks", nargs="*", metavar="TASK", help="default: every task with records")
     p.add_argument("--against", choices=["baseline", "reported"], default="baseline")
     p.add_argument(
-        "--runs", default="results", help="folder holding runs/, as `cirbench run --out` (results/)"
+        "--runs",
+        default=COMMITTED,
+        help=f"folder holding runs/, as `cirbench run --out` (default: the committed {COMMITTED}/)",
     )
-    p.add_argument("--baselines", default="results/baselines", help="baseline folder")
+    p.add_argument(
+        "--baselines", default=f"{COMMITTED}/baselines", help="baseline folder (results/baselines)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["auto", "exact", "statistical"],
+        default="auto",
+        help="auto: exact where record and baseline are both exact-mode, else statistical; "
+        "exact: every record must replay its exact baseline bit for bit (CI); statistical: "
+        "Welch test over seeds for every record",
+    )
+    p.add_argument("--exact", action="store_true", help="same as --mode exact")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=STATISTICAL_TOLERANCE,
+        help="--update: smallest shift (fraction) a statistical row fails on (default 0.01)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=ALPHA,
+        help="--update: false-alarm rate of the statistical test (default 0.01)",
+    )
     p.add_argument("--reported", help="reported numbers YAML (default: cirbench/reported.yaml)")
     p.add_argument(
         "--update",
@@ -459,4 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_cli() -> None:
-    sys.exit(main())
+    """Kept for ``cirbench.cli:run_cli`` callers; the console script is :mod:`cirbench.entry`."""
+    from cirbench.entry import run_cli as entry
+
+    entry()

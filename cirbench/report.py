@@ -34,6 +34,7 @@ ID_COLUMNS = (
     "config_hash",
     "wall_time_s",
     "device",
+    "mode",
     "path",
 )
 

@@ -26,8 +26,18 @@ import torch
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
+#: The committed reference records, tables and baselines (``cirbench report`` / ``check``).
+COMMITTED = "results"
+#: Where ``cirbench run`` writes unless told otherwise (git-ignored; ``$CIRBENCH_OUT`` wins).
+DEFAULT_OUT = "outputs"
 PACKAGES = ("cirbench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas")
 REQUIRED = ("schema", "task", "method", "seed", "config_hash", "metrics")
+
+
+def default_out() -> str:
+    """``cirbench run``'s output folder: ``$CIRBENCH_OUT``, else ``outputs/`` (git-ignored), so
+    that user runs never overwrite the committed records under ``results/``."""
+    return os.environ.get("CIRBENCH_OUT") or DEFAULT_OUT
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -115,10 +125,18 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return record
 
 
+def record_mode(record: dict[str, Any]) -> str:
+    """``exact`` for a run made with ``--exact`` (see :mod:`cirbench.exact`), else ``default``
+    (records written before exact mode existed included)."""
+    repro = record.get("reproducibility")
+    return "exact" if isinstance(repro, dict) and repro.get("mode") == "exact" else "default"
+
+
 def load_records(root: Path | str = "results", task: str | None = None) -> pd.DataFrame:
     """All records under ``root/runs`` as one row each: identity columns plus one per metric.
 
-    Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, path,
+    Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, mode
+    (``exact`` or ``default``, see :mod:`cirbench.exact`), path,
     then every metric name. Unreadable or foreign JSON files are skipped with a warning.
     """
     runs = Path(root) / "runs"
@@ -138,6 +156,7 @@ def load_records(root: Path | str = "results", task: str | None = None) -> pd.Da
                 "config_hash": record["config_hash"],
                 "wall_time_s": record.get("wall_time_s"),
                 "device": record.get("provenance", {}).get("device"),
+                "mode": record_mode(record),
                 "path": str(path),
                 **record["metrics"],
             }

@@ -6,20 +6,20 @@ several processes every rank trains; only rank 0 evaluates and writes the record
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cirbench import distributed
+from cirbench import distributed, exact
 from cirbench.config import to_dict
 from cirbench.engine import FitResult, TrainConfig, fit, seed_everything
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
-from cirbench.results import config_hash, provenance, record_path, write_record
+from cirbench.results import SCHEMA, config_hash, provenance, record_path, write_record
 from cirbench.tasks import Task, TaskData
 
 Overrides = Mapping[str, Mapping[str, str]]
@@ -45,6 +45,7 @@ class RunSpec:
     cfg: TrainConfig
     profile: str
     overrides: Overrides
+    exact: bool = False  # exact-replay mode (cirbench.exact), set up by the caller
 
 
 def prepare(run: RunSpec) -> tuple[EmbeddingNet, Method]:
@@ -81,13 +82,17 @@ def train(
 
 
 def resolved_config(run: RunSpec, method: Method) -> dict[str, Any]:
-    return {
+    """Everything the metrics depend on but the seed; its hash names the record. Exact mode is
+    part of it (an exact and a default run of one config are two records), only when on, so that
+    default-mode hashes stay what they were."""
+    config = {
         "task": run.task.name,
         "profile": run.profile,
         "train": to_dict(run.cfg),
         "method": method.configs(),
         "dataset": run.data.fingerprint,
     }
+    return {**config, "mode": exact.EXACT} if run.exact else config
 
 
 def used_overrides(method: Method, overrides: Overrides) -> list[str]:
@@ -96,7 +101,12 @@ def used_overrides(method: Method, overrides: Overrides) -> list[str]:
 
 
 def train_and_record(
-    run: RunSpec, out: Path, device: torch.device, resume: bool = False, progress: bool = False
+    run: RunSpec,
+    out: Path,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = False,
+    command: Sequence[str] = (),
 ) -> Path | None:
     """Train and evaluate one (method, seed) and write its record; return the record's path
     (``None`` on ranks other than 0, which write nothing)."""
@@ -109,7 +119,7 @@ def train_and_record(
     if not distributed.is_main():
         return None
     record: dict[str, Any] = {
-        "schema": 1,
+        "schema": SCHEMA,
         "task": run.task.name,
         "method": method.name,
         "seed": run.seed,
@@ -125,7 +135,8 @@ def train_and_record(
         "amp": result.extra["amp"],
         "processes": distributed.world()[1],
         "dataset": {"name": run.task.dataset, "fingerprint": run.data.fingerprint},
-        "provenance": provenance(device),
+        "reproducibility": exact.describe(run.exact),
+        "provenance": {**provenance(device), "command": ["cirbench", *command]},
     }
     write_record(path, record)
     return path

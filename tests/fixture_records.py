@@ -49,9 +49,12 @@ def record(
     profile: str = "default",
     details: dict[str, Any] | None = None,
     device: str = "cpu (x86_64, 2 threads)",
+    exact: bool = False,
 ) -> dict[str, Any]:
     loss = {"epoch": 1, "total": 1.0, "lr": 0.1, "images_per_s": 1000.0}
+    repro = {"mode": "exact" if exact else "default", "torch": "2.14.1", "machine": "x86_64"}
     return {
+        "reproducibility": repro,
         "schema": 1,
         "task": task,
         "method": method,
@@ -74,12 +77,12 @@ def write(root: Path, rec: dict[str, Any]) -> Path:
     return path
 
 
-def write_digits(root: Path) -> list[Path]:
+def write_digits(root: Path, exact: bool = False) -> list[Path]:
     paths = []
     for method, metrics in DIGITS.items():
         for seed in range(3):
             values = {m: v[seed] for m, v in metrics.items()}
-            paths.append(write(root, record("digits", method, seed, values)))
+            paths.append(write(root, record("digits", method, seed, values, exact=exact)))
     return paths
 
 
