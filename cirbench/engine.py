@@ -209,10 +209,29 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _numpy_state() -> dict[str, Any]:
+    """numpy's global RNG state as tensors and numbers: a checkpoint must load with
+    ``weights_only=True``, which refuses numpy arrays."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["gauss"]))
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
         "data": generator.get_state(),
     }
@@ -223,7 +242,7 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    _set_numpy_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     generator.set_state(state["data"])
     if "cuda" in state and torch.cuda.is_available():
@@ -276,18 +295,34 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
     if not path.exists():
         log.info("no checkpoint at %s: starting from scratch", path)
         return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        # weights_only: tensors and plain containers only, no code runs from the file
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict):
+            raise TypeError(f"it holds a {type(ckpt).__name__}, not a checkpoint")
+    except Exception as exc:  # truncated, empty, random bytes, a folder, a foreign pickle
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CirbenchError(
+            f"checkpoint {path} is not readable ({type(exc).__name__}: {reason[:200]}); "
+            "delete it, or run without --resume to start over"
+        ) from None
     if ckpt.get("fingerprint") != fingerprint:
         raise CirbenchError(
             f"checkpoint {path} belongs to a different configuration; delete it or run "
             "without --resume"
         )
-    if ckpt["world_size"] != distributed.world()[1]:
+    if ckpt.get("world_size") != distributed.world()[1]:
         raise CirbenchError(
-            f"checkpoint {path} was written by {ckpt['world_size']} processes; resume it with "
-            f"--nproc {ckpt['world_size']}"
+            f"checkpoint {path} was written by {ckpt.get('world_size')} processes; resume it "
+            f"with --nproc {ckpt.get('world_size')}"
         )
-    state.load(ckpt)
+    try:
+        state.load(ckpt)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise CirbenchError(
+            f"checkpoint {path} is incomplete ({type(exc).__name__}: {str(exc)[:200]}); "
+            "delete it, or run without --resume to start over"
+        ) from None
     return len(state.history)
 
 

@@ -26,8 +26,6 @@ crop, random horizontal flip) is :func:`random_crop_flip`, done in batch on uint
 
 from __future__ import annotations
 
-import _codecs
-import io
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cirbench import distributed
+from cirbench.data import safe_pickle
 from cirbench.errors import CirbenchError
 
 IMAGE_SHAPE = (3, 32, 32)
@@ -69,35 +68,6 @@ class CifarSplit:
         return len(self.labels)
 
 
-# --- a restricted unpickler -----------------------------------------------------------------
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct, any version
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _codecs.encode,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-    return allowed
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Resolves only the globals a CIFAR batch holds; anything else is refused."""
-
-    allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = self.allowed.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"it references {module}.{name}, which a CIFAR file never contains"
-            )
-        return found
-
-
 def _fix(path: Path) -> str:
     return (
         f"replace {path.name} with the file from the official release "
@@ -114,7 +84,7 @@ def load_pickle(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CirbenchError(f"cannot read CIFAR file {path}: {exc.strerror}") from None
     try:
-        obj = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        obj = safe_pickle.loads(raw, "CIFAR file")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
         reason = str(exc) or type(exc).__name__
         raise CirbenchError(

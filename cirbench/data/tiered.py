@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from cirbench.data import safe_pickle
 from cirbench.data.catalog import looks_like_html
 from cirbench.errors import CirbenchError
 
@@ -131,8 +132,12 @@ def _existing(path: Path) -> Path:
 
 def _read_pickle(path: Path) -> Any:
     try:
-        with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")  # Python 2 pickles of the release
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CirbenchError(f"cannot read tieredImageNet file {path}: {exc.strerror}") from None
+    try:
+        # Python 2 pickles of the release; no code runs from the file (safe_pickle)
+        return safe_pickle.loads(raw, "tieredImageNet file", encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise CirbenchError(
             f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); it is damaged or "
