@@ -50,14 +50,28 @@ def record_path(out: Path, task: str, method: str, seed: int, chash: str) -> Pat
     return out / "runs" / task / f"{method}__seed{seed}__{chash}.json"
 
 
+GIT_TIMEOUT_S = 5
+
+
 def git_commit() -> dict[str, Any]:
-    """HEAD of the repository holding the package, and whether the tree had changes."""
+    """HEAD of the repository holding the package, and whether the tree had changes. Best
+    effort: with no ``git``, no repository or a slow one, both are ``None`` (unknown), since
+    provenance must never cost a finished run its record."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
-        )
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("git provenance unknown: %s", exc)
+            return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")

@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch
+
 from cirbench.results import config_hash, load_records, read_record, record_path, write_record
 
 
@@ -61,6 +64,9 @@ def test_foreign_and_corrupt_files_are_skipped_with_a_warning(tmp_path: Path, ca
 WRITER = """
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 from cirbench.results import write_record
 path = Path(sys.argv[1])
 big = {"schema": 1, "task": "t", "method": "m", "seed": 0, "config_hash": "h",
@@ -86,3 +92,21 @@ def test_record_survives_sigkill_during_write(tmp_path: Path) -> None:
     data = json.loads(path.read_text())  # complete, valid JSON
     assert len(data["history"]) == 300_000
     assert [p.name for p in path.parent.glob("*.json")] == ["rec.json"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [FileNotFoundError(2, "No such file or directory: 'git'"), subprocess.TimeoutExpired("git", 5)],
+    ids=["no-git", "slow-git"],
+)
+def test_provenance_without_git_is_unknown_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    from cirbench import results
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(results.subprocess, "run", broken)
+    assert results.git_commit() == {"commit": None, "dirty": None}
+    assert results.provenance(torch.device("cpu"))["git"]["commit"] is None
