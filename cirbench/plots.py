@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from cirbench.report import TaskTable, is_ci_metric
+from cirbench.results import write_atomic
 
 # PDF without creation date, PNG without software tag: regenerating gives the same bytes.
 PDF_META: dict[str, Any] = {"CreationDate": None, "Producer": None, "Creator": None}
@@ -37,8 +39,10 @@ COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA
 def save(fig: Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=120, metadata=PNG_META)
-    fig.savefig(pdf, metadata=PDF_META)
+    for path, kwargs in ((png, {"dpi": 120, "metadata": PNG_META}), (pdf, {"metadata": PDF_META})):
+        buffer = io.BytesIO()  # rendered in memory, then replaced atomically
+        fig.savefig(buffer, format=path.suffix[1:], **kwargs)
+        write_atomic(path, buffer.getvalue())
     return [png, pdf]
 
 

@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
 from cirbench.reported import LOWER_IS_BETTER, Reported, ReportedEntry, task_metrics
-from cirbench.results import load_records, read_record
+from cirbench.results import load_records, read_record, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -779,8 +779,7 @@ class ReportFiles:
 
 
 def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)  # a full disk leaves the previous file, never a truncated one
     return path
 
 
@@ -815,6 +814,6 @@ def write_report(
         text = readme.read_text(encoding="utf-8")
         new = replace_status(text, status_section(items))
         if new != text:
-            readme.write_text(new, encoding="utf-8")
+            write_atomic(readme, new)
         updated = True
     return ReportFiles(tables, tuple(written), updated)

@@ -109,18 +109,35 @@ def provenance(device: torch.device) -> dict[str, Any]:
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write JSON atomically: readers see the old file or the complete new one, never a part."""
+    write_atomic(path, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the
+    folder: a crash or a full disk leaves the old file or the new one, never a part, and no
+    temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return  # a folder that cannot be opened cannot be fsynced either (some filesystems)
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

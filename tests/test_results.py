@@ -110,3 +110,25 @@ def test_provenance_without_git_is_unknown_not_a_crash(
     monkeypatch.setattr(results.subprocess, "run", broken)
     assert results.git_commit() == {"commit": None, "dirty": None}
     assert results.provenance(torch.device("cpu"))["git"]["commit"] is None
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk mid-write (ENOSPC at fsync): the old README stays whole, nothing is left."""
+    import errno
+    import os
+
+    from cirbench import results
+
+    readme = tmp_path / "README.md"
+    readme.write_text("old text\n" * 1000)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        results.write_atomic(readme, "new text\n" * 2000)
+    assert readme.read_text() == "old text\n" * 1000
+    assert sorted(os.listdir(tmp_path)) == ["README.md"]
