@@ -326,6 +326,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     failed_rows = [r for r in result.rows if not r.ok]
+    # A corrupt record in a checked task's folder is a failed run, not "not run".
+    corrupt = [(p, why) for p, why in records.skipped if Path(p).parent.name in tasks]
+    for bad, why in corrupt:
+        print(f"FAIL: {bad} is not a readable record ({why}); rerun it", file=sys.stderr)
+    if corrupt and not (result.deviations or failed_rows):
+        return 1
     if result.deviations or failed_rows:
         count = len(result.deviations) or len(failed_rows)
         print(f"FAIL: {count} metric(s) or record(s) outside tolerance, {what}:")

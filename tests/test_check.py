@@ -214,15 +214,17 @@ def test_nothing_matched_fails_and_unmatched_records_are_named(
     assert "has no baseline entry" in err and "FAIL: no record matched" in err
 
 
-def test_corrupt_record_is_skipped_by_name_and_never_counts(
+def test_a_corrupt_record_fails_the_gate_by_name(
     runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     baselines = tmp_path / "baselines"
     assert check(runs, baselines, "--update") == 0
-    (runs / "runs" / "digits" / "broken.json").write_text("{not json")
-    assert check(runs, baselines) == 0
-    captured = capsys.readouterr()
-    assert "broken.json" in captured.err and "OK: 12 checked" in captured.out
+    capsys.readouterr()
+    path = runs / "runs" / "digits" / "cir+ce__seed2__0123456789.json"
+    path.write_text(path.read_text()[:50])  # truncated: a killed copy, a full disk
+    assert check(runs, baselines) == 1
+    err = capsys.readouterr().err
+    assert f"FAIL: {path} is not a readable record" in err
 
 
 def test_an_old_schema_baseline_is_refused_with_the_fix(
