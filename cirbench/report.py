@@ -20,23 +20,12 @@ from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
 from cirbench.reported import LOWER_IS_BETTER, Reported, ReportedEntry, task_metrics
-from cirbench.results import load_records, read_record, write_atomic
+from cirbench.results import IDENTITY, load_record, records_frame, write_atomic
 
 log = logging.getLogger(__name__)
 
 Format = Literal["md", "latex", "csv"]
-ID_COLUMNS = (
-    "task",
-    "method",
-    "seed",
-    "profile",
-    "overrides",
-    "config_hash",
-    "wall_time_s",
-    "device",
-    "mode",
-    "path",
-)
+ID_COLUMNS = IDENTITY
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -694,40 +683,26 @@ class RecordSet:
         return sorted(set(self.df["task"])) if not self.df.empty else []
 
 
-def _bad_fields(record: Mapping[str, Any]) -> str | None:
-    if not isinstance(record["task"], str) or not isinstance(record["method"], str):
-        return "task and method must be strings"
-    if isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
-        return "seed must be an integer"
-    bad = [
-        k
-        for k, v in record["metrics"].items()
-        if isinstance(v, bool) or not isinstance(v, int | float)
-    ]
-    return f"non-numeric metrics {bad}" if bad else None
-
-
 def collect_records(root: Path | str) -> RecordSet:
-    """Every record under ``root/runs``; anything else there is skipped, named, never counted."""
+    """Every record under ``root/runs/<task>/``, each file read once and checked by
+    :func:`cirbench.results.record_problem`; anything else there is skipped, named, never
+    counted."""
     runs = Path(root) / "runs"
-    df = load_records(root)
     records: dict[str, Mapping[str, Any]] = {}
+    good: list[tuple[Path, dict[str, Any]]] = []
     skipped: list[tuple[str, str]] = []
-    loaded = set(df["path"]) if not df.empty else set()
     for path in sorted(runs.rglob("*.json")) if runs.is_dir() else []:
-        if str(path) not in loaded:
-            where = "not in a runs/<task>/ folder" if path.parent == runs else "not a result record"
-            skipped.append((str(path), where))
+        if path.parent.parent != runs:
+            skipped.append((str(path), "not in a runs/<task>/ folder"))
             continue
-        record = read_record(path)
-        problem = "unreadable on second read" if record is None else _bad_fields(record)
-        if problem or record is None:
-            log.warning("skipping %s: %s", path, problem)
-            skipped.append((str(path), str(problem)))
+        record, problem = load_record(path)
+        if record is None:
+            skipped.append((str(path), problem))
             continue
         records[str(path)] = record
+        good.append((path, record))
+    df = records_frame(good)
     if not df.empty:
-        df = df[df["path"].isin(list(records))].reset_index(drop=True)
         empty = [m for m in metric_columns(df) if df[m].isna().all()]
         df = df.drop(columns=empty)
         df = df.astype({m: float for m in metric_columns(df)})

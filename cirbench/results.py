@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -140,20 +142,104 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         os.close(folder)
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None (with a warning naming the file) if it is not one."""
+#: Columns that :func:`load_records` fills from the record itself; no metric may take a name.
+IDENTITY = (
+    "task",
+    "method",
+    "seed",
+    "profile",
+    "overrides",
+    "config_hash",
+    "wall_time_s",
+    "device",
+    "mode",
+    "path",
+)
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool); ints too large for a float do not count."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _optional(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> bool:
+    return key not in record or record[key] is None or isinstance(record[key], kind)
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a usable result record, or None. The one schema check behind
+    ``table``, ``report``, ``check`` and sweeps: a record that fails it is skipped by name."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        return f"not a cirbench result record (no {', '.join(missing)})"
+    if not isinstance(record["task"], str) or not isinstance(record["method"], str):
+        return "task and method must be strings"
+    if not record["task"] or not record["method"]:
+        return "task and method must not be empty"
+    seed = record["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return f"seed must be an integer in 0..{MAX_SEED}"
+    if not isinstance(record["config_hash"], str):
+        return "config_hash must be a string"
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not metrics:
+        return "metrics must be a non-empty mapping"
+    bad = sorted(str(k) for k, v in metrics.items() if not _number(v))
+    if bad:
+        return f"metrics {bad} are not finite numbers"
+    clash = sorted(set(metrics) & set(IDENTITY))
+    if clash:
+        return f"metric names {clash} clash with record fields"
+    if not _optional(record, "profile", str):
+        return "profile must be a string"
+    overrides = record.get("overrides")
+    if overrides is not None and (
+        not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides)
+    ):
+        return "overrides must be a list of strings"
+    for key in ("provenance", "reproducibility", "details", "config", "dataset"):
+        if not _optional(record, key, dict):
+            return f"{key} must be a mapping"
+    wall = record.get("wall_time_s")
+    if wall is not None and not _number(wall):
+        return "wall_time_s must be a finite number"
+    history = record.get("history")
+    if history is not None and (
+        not isinstance(history, list)
+        or not all(isinstance(h, dict) and all(_number(v) for v in h.values()) for h in history)
+    ):
+        return "history must be a list of mappings of finite numbers"
+    return None
+
+
+def load_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """``(record, "")``, or ``(None, why)`` when ``path`` is not a usable record
+    (:func:`record_problem`); the reason is also logged as a warning naming the file."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("skipping %s: not a readable JSON record (%s)", path, exc)
-        return None
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
-        log.warning("skipping %s: not a cirbench result record", path)
-        return None
-    if not isinstance(record["metrics"], dict):
-        log.warning("skipping %s: its metrics are not a mapping", path)
-        return None
-    return record
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = f"not a readable JSON record ({type(exc).__name__}: {str(exc)[:100]})"
+        log.warning("skipping %s: %s", path, why)
+        return None, why
+    problem = record_problem(record)
+    if problem is not None:
+        log.warning("skipping %s: %s", path, problem)
+        return None, problem
+    assert isinstance(record, dict)
+    return record, ""
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None (with a warning naming the file and the reason)."""
+    return load_record(path)[0]
 
 
 def record_mode(record: dict[str, Any]) -> str:
@@ -161,6 +247,27 @@ def record_mode(record: dict[str, Any]) -> str:
     (records written before exact mode existed included)."""
     repro = record.get("reproducibility")
     return "exact" if isinstance(repro, dict) and repro.get("mode") == "exact" else "default"
+
+
+def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": record["task"],
+        "method": record["method"],
+        "seed": record["seed"],
+        "profile": record.get("profile"),
+        "overrides": " ".join(record.get("overrides") or []),
+        "config_hash": record["config_hash"],
+        "wall_time_s": record.get("wall_time_s"),
+        "device": (record.get("provenance") or {}).get("device"),
+        "mode": record_mode(record),
+        "path": str(path),
+        **{str(k): float(v) for k, v in record["metrics"].items()},
+    }
+
+
+def records_frame(records: Iterable[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
+    """One row per (path, record): identity columns plus one per metric (see load_records)."""
+    return pd.DataFrame([_row(path, record) for path, record in records])
 
 
 def load_records(root: Path | str = "results", task: str | None = None) -> pd.DataFrame:
@@ -172,24 +279,5 @@ def load_records(root: Path | str = "results", task: str | None = None) -> pd.Da
     """
     runs = Path(root) / "runs"
     pattern = f"{task}/*.json" if task else "*/*.json"
-    rows = []
-    for path in sorted(runs.glob(pattern)):
-        record = read_record(path)
-        if record is None:
-            continue
-        rows.append(
-            {
-                "task": record["task"],
-                "method": record["method"],
-                "seed": record["seed"],
-                "profile": record.get("profile"),
-                "overrides": " ".join(record.get("overrides", [])),
-                "config_hash": record["config_hash"],
-                "wall_time_s": record.get("wall_time_s"),
-                "device": record.get("provenance", {}).get("device"),
-                "mode": record_mode(record),
-                "path": str(path),
-                **record["metrics"],
-            }
-        )
-    return pd.DataFrame(rows)
+    found = ((path, read_record(path)) for path in sorted(runs.glob(pattern)))
+    return records_frame((path, rec) for path, rec in found if rec is not None)
