@@ -42,17 +42,32 @@ from cirbench.tasks import TASKS
 log = logging.getLogger("cirbench")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_SEEDS = 10_000  # more runs than any sweep here needs; a typo like 0-10000000 stops at once
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` or ``"0-4"`` (inclusive) or a mix: ``"0-2,7"``."""
-    seeds: list[int] = []
+    """``"0,1,2"`` or ``"0-4"`` (inclusive) or a mix: ``"0-2,7"``. Ranges are checked (bounds,
+    count, overlaps) before any list is built."""
+    bad = f"bad --seeds {text!r}"
+    ranges: list[range] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
+            if not part.isascii():
+                raise ValueError(part)
             lo, dash, hi = part.partition("-")
-            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(part)])
+            ranges.append(range(int(lo), int(hi) + 1) if dash else range(int(part), int(part) + 1))
     except ValueError:
-        raise CirbenchError(f"bad --seeds {text!r}: expected e.g. 0,1,2 or 0-4") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CirbenchError(f"bad --seeds {text!r}: give distinct seeds, e.g. 0,1,2")
+        raise CirbenchError(f"{bad}: expected e.g. 0,1,2 or 0-4") from None
+    if any(r.start < 0 or r.stop - 1 > MAX_SEED for r in ranges):
+        raise CirbenchError(f"{bad}: seeds must be in 0..{MAX_SEED} (numpy's range)")
+    if not ranges or any(len(r) == 0 for r in ranges):
+        raise CirbenchError(f"{bad}: give distinct seeds, e.g. 0,1,2 (a range runs low-high)")
+    if sum(len(r) for r in ranges) > MAX_SEEDS:
+        raise CirbenchError(f"{bad}: more than {MAX_SEEDS} seeds")
+    seeds = [seed for r in ranges for seed in r]
+    if len(set(seeds)) != len(seeds):
+        raise CirbenchError(f"{bad}: give distinct seeds, e.g. 0,1,2")
     return seeds
 
 
@@ -97,7 +112,21 @@ def setup_exact(args: argparse.Namespace) -> int | None:
     return None
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+    """Command-line values that no config check sees, refused before anything starts."""
+    if not str(args.out).strip():
+        raise CirbenchError("--out '': give a folder, e.g. --out outputs")
+    if args.nproc < 1:
+        raise CirbenchError(f"--nproc {args.nproc}: give 1 or more processes")
+    if args.method is not None and not all(s.strip() for s in args.method.split(",")):
+        raise CirbenchError(
+            f"--method {args.method!r}: an empty method name; give e.g. --method ce,cir+ce, "
+            "or leave --method out for the task's defaults"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    check_run_args(args)
     if args.exact and (code := setup_exact(args)) is not None:
         return code
     if args.nproc > 1 and not distributed.launched_by_torchrun():
@@ -167,6 +196,8 @@ def relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.max_parallel < 1:
+        raise CirbenchError(f"--max-parallel {args.max_parallel}: give 1 or more")
     cells = expand(
         args.tasks.split(","),
         args.methods.split(","),
@@ -394,8 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set",
         nargs="*",
+        action="extend",
         metavar="SECTION.FIELD=VALUE",
-        help="override a config field, e.g. triplet.margin=0.5 train.epochs=3",
+        help="override a config field, e.g. triplet.margin=0.5 train.epochs=3 (repeatable)",
     )
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -430,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", required=True, help="comma-separated method specs")
     p.add_argument("--seeds", default="0,1,2", help="e.g. 0-4 (default 0,1,2)")
     p.add_argument("--profile")
-    p.add_argument("--set", nargs="*", metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local")
     p.add_argument("--max-parallel", type=int, default=1, help="cells running at once")
     p.add_argument("--partition", help="slurm partition")

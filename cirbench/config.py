@@ -8,6 +8,7 @@ optional of one of these), so ``--set triplet.margin=abc`` is an error, not a si
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -63,9 +64,14 @@ def convert(value: str, annotation: Any, where: str) -> Any:
         raise CirbenchError(f"{where}={value!r}: expected true or false")
     if annotation in (int, float):
         try:
-            return annotation(value)
+            if not value.isascii():  # int() and float() take other scripts' digits too
+                raise ValueError(value)
+            number = annotation(value)
         except ValueError:
             raise CirbenchError(f"{where}={value!r}: expected {annotation.__name__}") from None
+        if not math.isfinite(number):
+            raise CirbenchError(f"{where}={value!r}: expected a finite number")
+        return number
     if annotation is str:
         return value
     raise TypeError(f"{where}: unsupported field type {annotation!r}")
@@ -85,13 +91,13 @@ def apply_overrides(config: C, values: Mapping[str, Any], section: str) -> C:
             )
         where = f"--set {section}.{name}"
         changes[name] = convert(raw, hints[name], where) if isinstance(raw, str) else raw
-    new = dataclasses.replace(config, **changes)
-    validate = getattr(new, "validate", None)
-    if callable(validate):
-        try:
+    try:
+        new = dataclasses.replace(config, **changes)
+        validate = getattr(new, "validate", None)
+        if callable(validate):
             validate()
-        except ValueError as exc:
-            raise CirbenchError(f"--set {section}: {exc}") from None
+    except ValueError as exc:
+        raise CirbenchError(f"--set {section}: {exc}") from None
     return new
 
 

@@ -65,8 +65,18 @@ class TrainConfig:
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if self.lr <= 0:
+        if not self.lr > 0:  # also refuses NaN
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0, got {self.gamma}")
+        if self.warmup_epochs < 0 or not 0 < self.warmup_factor <= 1:
+            raise ValueError("warmup_epochs must be >= 0 and warmup_factor in (0, 1]")
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be epochs >= 1, got {self.milestones}")
 
 
 @dataclass

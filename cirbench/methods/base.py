@@ -48,6 +48,11 @@ class LossConfig:
 
     weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        # every loss config inherits this; a negative weight would train by gradient ascent
+        if not self.weight >= 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+
 
 class Component(nn.Module):
     """A registered building block of a method. Subclasses set ``key`` and ``Config``."""
