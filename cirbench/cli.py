@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +127,32 @@ def check_run_args(args: argparse.Namespace) -> None:
         )
 
 
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About what one checkpoint takes: weights, two optimizer moments, and slack."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return 3 * sum(t.numel() * t.element_size() for t in tensors) + 2**20
+
+
+def check_output_folder(out: Path, checkpoint: int) -> None:
+    """The output folder exists or can be made, takes a file, and has room for a checkpoint
+    twice over (the old one stays until the new one is complete): refused before training."""
+    where = f"--out {out}"
+    if out.exists() and not out.is_dir():
+        raise CirbenchError(f"{where} is a file, not a folder; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out) as probe:
+            probe.write(b"0")
+        free = shutil.disk_usage(out).free
+    except OSError as exc:
+        raise CirbenchError(f"{where}: cannot write there ({exc.strerror or exc})") from None
+    if free < 2 * checkpoint:
+        raise CirbenchError(
+            f"{where}: {free / 2**20:.0f} MiB free, a run needs about "
+            f"{2 * checkpoint / 2**20:.0f} MiB for its checkpoints; free space or choose --out"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     check_run_args(args)
     if args.exact and (code := setup_exact(args)) is not None:
@@ -141,7 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
-    ctx = method_context(data, task.build_model(data, cfg))
+    model = task.build_model(data, cfg)
+    check_output_folder(Path(args.out), checkpoint_bytes(model))
+    ctx = method_context(data, model)
     for spec in specs:  # every method is valid before anything trains
         build_checked(task, spec, ctx, overrides)
     main_rank = distributed.is_main()

@@ -212,11 +212,26 @@ def check_finite(terms: dict[str, Tensor], epoch: int, step: int) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a killed process leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (temp file, fsync, rename): a killed process or a full disk leaves the
+    previous checkpoint intact and no temp file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        had = "the previous epoch's checkpoint is intact" if path.exists() else "none was saved"
+        raise CirbenchError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}; {had}. Free space (or fix "
+            "the folder), then rerun the same command with --resume"
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _numpy_state() -> dict[str, Any]:

@@ -766,14 +766,23 @@ def write_report(
     readme: Path | None = None,
     plots: bool = True,
 ) -> ReportFiles:
-    """Write REPORT.md, tables/<task>.{md,tex,csv}, plots/<task>_*.{png,pdf}; update README."""
+    """Write REPORT.md, tables/<task>.{md,tex,csv}, plots/<task>_*.{png,pdf}; update README.
+
+    Every text is built in memory first (a README without status markers fails before anything
+    is written), then each file is replaced atomically."""
     tables = tuple(task_table(t, records, reported) for t in tasks)
     items = statuses(reported, records.df)
-    written = [write_text(out / "REPORT.md", report_markdown(tables, items))]
+    old_readme = new_readme = None
+    if readme is not None and readme.is_file():
+        old_readme = readme.read_text(encoding="utf-8")
+        new_readme = replace_status(old_readme, status_section(items))
+    texts = {out / "REPORT.md": report_markdown(tables, items)}
     for t in tables:
-        written.append(write_text(out / "tables" / f"{t.task}.md", markdown_table(t)))
-        written.append(write_text(out / "tables" / f"{t.task}.tex", latex_table(t)))
-        written.append(write_text(out / "tables" / f"{t.task}.csv", csv_table(t)))
+        texts[out / "tables" / f"{t.task}.md"] = markdown_table(t)
+        texts[out / "tables" / f"{t.task}.tex"] = latex_table(t)
+        texts[out / "tables" / f"{t.task}.csv"] = csv_table(t)
+    written = [write_text(path, text) for path, text in texts.items()]
+    for t in tables:
         if plots:
             from cirbench.plots import plot_curves, plot_metrics
 
@@ -784,11 +793,6 @@ def write_report(
             }
             written += plot_metrics(t, out / "plots")
             written += plot_curves(t, records.task(t.task), histories, out / "plots")
-    updated = False
-    if readme is not None and readme.is_file():
-        text = readme.read_text(encoding="utf-8")
-        new = replace_status(text, status_section(items))
-        if new != text:
-            write_atomic(readme, new)
-        updated = True
-    return ReportFiles(tables, tuple(written), updated)
+    if readme is not None and new_readme is not None and new_readme != old_readme:
+        write_atomic(readme, new_readme)
+    return ReportFiles(tables, tuple(written), new_readme is not None)

@@ -114,6 +114,12 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the
     folder: a crash or a full disk leaves the old file or the new one, never a part, and no
@@ -122,6 +128,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result is for everyone to read
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()

@@ -16,6 +16,7 @@ import torch
 from cirbench import distributed, exact
 from cirbench.config import to_dict
 from cirbench.engine import FitResult, TrainConfig, fit, seed_everything
+from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
@@ -138,5 +139,12 @@ def train_and_record(
         "reproducibility": exact.describe(run.exact),
         "provenance": {**provenance(device), "command": ["cirbench", *command]},
     }
-    write_record(path, record)
+    try:
+        write_record(path, record)
+    except OSError as exc:
+        raise CirbenchError(
+            f"cannot write the record {path}: {exc.strerror or exc}. The trained model is in "
+            f"the checkpoint {checkpoint}: free space (or fix the folder), then rerun the same "
+            "command with --resume to write the record without training again"
+        ) from None
     return path

@@ -1,0 +1,97 @@
+"""Output-folder and disk errors surface before training, as one line that says what recovers."""
+
+from __future__ import annotations
+
+import errno
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from fixture_records import write_digits
+
+from cirbench import cli, engine, runner
+from cirbench.cli import main
+from cirbench.report import STATUS_BEGIN
+
+SMOKE = ["run", "digits", "--method", "ce", "--profile", "smoke", "--seeds", "0", "-q"]
+
+
+def enospc(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("target", ["file", "/dev/null", "loop"])
+def test_out_that_is_not_a_folder_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    if target == "file":
+        out = tmp_path / "f"
+        out.write_text("x")
+    elif target == "loop":
+        out = tmp_path / "loop"
+        out.symlink_to(out)
+    else:
+        out = Path(target)
+    assert main([*SMOKE, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cirbench: error: --out {out}") and "Traceback" not in err
+
+
+def test_unwritable_or_full_out_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(cli.tempfile, "TemporaryFile", read_only)
+        assert main([*SMOKE, "--out", str(tmp_path)]) == 2
+    assert "cannot write there (Read-only file system)" in capsys.readouterr().err
+    monkeypatch.setattr(cli.shutil, "disk_usage", lambda p: _AlmostFull())
+    assert main([*SMOKE, "--out", str(tmp_path)]) == 2
+    assert "MiB free, a run needs about" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
+
+
+class _AlmostFull:
+    free = 1024
+
+
+def test_full_disk_at_a_checkpoint_leaves_no_temp_file_and_says_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine.torch, "save", enospc)
+    assert main([*SMOKE, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write checkpoint" in err and "--resume" in err and "Traceback" not in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_failed_record_write_is_recovered_by_resume_without_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(runner, "write_record", enospc)
+        assert main([*SMOKE, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the record" in err and "--resume" in err
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.tmp"))
+    assert main([*SMOKE, "--out", str(tmp_path), "--resume"]) == 0
+    path = next(tmp_path.rglob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["resumed_at_epoch"] == 2  # both epochs came from the checkpoint
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044  # readable by group and others
+
+
+def test_report_refuses_a_readme_without_markers_before_writing_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_digits(tmp_path / "root")
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    out = tmp_path / "report"
+    args = ["report", "--runs", str(tmp_path / "root"), "--out", str(out), "--no-plots"]
+    assert main([*args, "--readme", str(readme)]) == 2
+    assert STATUS_BEGIN in capsys.readouterr().err
+    assert not out.exists() and readme.read_text() == "# no markers here\n"
