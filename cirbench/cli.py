@@ -24,7 +24,7 @@ from cirbench.check import ALPHA, STATISTICAL_TOLERANCE
 from cirbench.config import apply_overrides, parse_overrides
 from cirbench.errors import CirbenchError
 from cirbench.methods import METHODS, canonical_name
-from cirbench.methods.base import split_spec
+from cirbench.methods.base import check_sections
 from cirbench.report import (
     RecordSet,
     collect_records,
@@ -79,22 +79,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CirbenchError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     return torch.device(name)
-
-
-def check_sections(overrides: dict[str, dict[str, str]], specs: Sequence[str]) -> None:
-    """Every ``--set`` section must be ``train`` or a component of at least one method."""
-    used = {key for spec in specs for key in split_spec(spec)} | {"train"}
-    for section in overrides:
-        if section in used:
-            continue
-        if section in METHODS:
-            raise CirbenchError(
-                f"--set {section}.*: {section!r} is not part of any method run ({', '.join(specs)})"
-            )
-        raise CirbenchError(
-            f"--set {section}.*: unknown section; use 'train' or a method component. "
-            + METHODS.unknown_message(section)
-        )
 
 
 def setup_exact(args: argparse.Namespace) -> int | None:

@@ -9,18 +9,23 @@ collected with their log paths, never stop the other cells.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
-from cirbench.config import parse_overrides
+from cirbench.config import apply_overrides, parse_overrides
 from cirbench.errors import CirbenchError
-from cirbench.methods.base import canonical_name, split_spec
+from cirbench.methods.base import canonical_name, check_sections, component_config, split_spec
 from cirbench.results import read_record
 from cirbench.tasks import TASKS
 
@@ -67,14 +72,19 @@ def expand(
     profile: str | None = None,
     sets: Sequence[str] = (),
 ) -> list[Cell]:
-    """The grid in task, method, seed order; names are validated before anything runs."""
-    parse_overrides(sets)  # syntax errors now, not in a hundred jobs
+    """The grid in task, method, seed order; names and ``--set`` values (types, domains,
+    sections) are validated before anything runs, not in a hundred jobs."""
+    parsed = parse_overrides(sets)
+    specs = list(dict.fromkeys(canonical_name(m) for m in methods))
+    check_sections(parsed, specs)
     cells = []
     for task_name in tasks:
         task = TASKS.get(task_name)
         prof = profile or task.default_profile
-        task().profile(prof)
-        for spec in dict.fromkeys(canonical_name(m) for m in methods):
+        apply_overrides(task().profile(prof), parsed.get("train", {}), "train")
+        for spec in specs:
+            for key in split_spec(spec):
+                component_config(key, parsed, task.method_defaults)
             for seed in seeds:
                 cells.append(Cell(task_name, spec, seed, prof, relevant_sets(spec, sets)))
     return cells
@@ -105,21 +115,90 @@ def cell_argv(cell: Cell, out: Path, data_root: str | None, device: str) -> list
 
 
 def log_path(cell: Cell, logs: Path) -> Path:
-    return logs / f"{cell.task}__{cell.method}__seed{cell.seed}.log"
+    """A new log per attempt: ``<task>__<method>__seed<k>.<n>.log``, n = 1, 2, ..."""
+    stem = f"{cell.task}__{cell.method}__seed{cell.seed}"
+    n = 1 + sum(1 for _ in logs.glob(f"{stem}.*.log"))
+    while (logs / f"{stem}.{n}.log").exists():
+        n += 1
+    return logs / f"{stem}.{n}.log"
 
 
-def run_local_cell(cell: Cell, argv: list[str], logs: Path) -> Outcome:
-    path = log_path(cell, logs)
-    with path.open("w") as fh:
-        code = subprocess.run(
-            [sys.executable, "-m", "cirbench", *argv],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            check=False,
-        ).returncode
+class Children:
+    """The cell processes running now, so that SIGTERM / SIGINT to the sweep reach them too."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def start(self, cmd: list[str], log_file: IO[bytes]) -> subprocess.Popen[bytes] | None:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+            self.running.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[bytes]) -> None:
+        with self.lock:
+            self.running.discard(proc)
+
+    def stop(self, signum: int) -> None:
+        with self.lock:
+            self.stopping = True
+            for proc in self.running:
+                proc.send_signal(signum)
+
+
+def cell_lock(cell: Cell, logs: Path) -> IO[bytes] | None:
+    """An exclusive lock on the cell (``fcntl.flock``), or None when another sweep runs it."""
+    handle = (logs / f"{cell.task}__{cell.method}__seed{cell.seed}.lock").open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def run_local_cell(cell: Cell, argv: list[str], logs: Path, children: Children) -> Outcome:
+    lock = cell_lock(cell, logs)
+    if lock is None:
+        return Outcome(cell, "skipped", None, "running in another sweep")
+    try:
+        path = log_path(cell, logs)
+        with path.open("wb") as fh:
+            proc = children.start([sys.executable, "-m", "cirbench", *argv], fh)
+            if proc is None:
+                return Outcome(cell, "failed", path, "sweep stopped before this cell started")
+            try:
+                code = proc.wait()
+            finally:
+                children.done(proc)
+    finally:
+        lock.close()
     if code == 0:
         return Outcome(cell, "done", path)
     return Outcome(cell, "failed", path, f"exit status {code}")
+
+
+@contextmanager
+def forward_signals(children: Children) -> Iterator[None]:
+    """While the block runs, SIGTERM / SIGINT stop every running cell too, then the sweep."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        children.stop(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def run_local(
@@ -130,9 +209,11 @@ def run_local(
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
     outcomes = []
-    with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+    children = Children()
+    with forward_signals(children), ThreadPoolExecutor(max_workers=max_parallel) as pool:
         futures = [
-            pool.submit(run_local_cell, c, a, logs) for c, a in zip(cells, argvs, strict=True)
+            pool.submit(run_local_cell, c, a, logs, children)
+            for c, a in zip(cells, argvs, strict=True)
         ]
         for future in as_completed(futures):
             outcome = future.result()

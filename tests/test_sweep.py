@@ -110,3 +110,67 @@ def test_killed_sweep_reruns_only_missing_cells(tmp_path: Path) -> None:
     assert sorted(r["seed"] for r in records) == [0, 1, 2]
     for path, mtime in first.items():
         assert path.stat().st_mtime_ns == mtime  # finished cells were not redone
+
+
+def test_bad_set_values_are_refused_before_any_cell_runs() -> None:
+    with pytest.raises(CirbenchError, match="expected float"):
+        expand(["digits"], ["ce"], [0], "smoke", ["ce.weight=abc"])
+    with pytest.raises(CirbenchError, match="weight must be >= 0"):
+        expand(["digits"], ["ce"], [0], "smoke", ["ce.weight=-1"])
+    with pytest.raises(CirbenchError, match="lr must be > 0"):
+        expand(["digits"], ["ce"], [0], "smoke", ["train.lr=0"])
+    with pytest.raises(CirbenchError, match="not part of any method"):
+        expand(["digits"], ["ce"], [0], "smoke", ["triplet.margin=0.5"])
+
+
+def test_a_cell_locked_by_another_sweep_is_not_run_twice(tmp_path: Path) -> None:
+    from cirbench.sweep import cell_lock
+
+    cells = expand(["digits"], ["ce"], [0], "smoke", FAST)
+    logs = tmp_path / "sweeps" / "logs"
+    logs.mkdir(parents=True)
+    held = cell_lock(cells[0], logs)  # as if another sweep were running it
+    assert held is not None
+    outcomes = run_sweep(cells, tmp_path)
+    assert [(o.status, o.detail) for o in outcomes] == [("skipped", "running in another sweep")]
+    assert not list(tmp_path.glob("runs/*/*.json"))
+    held.close()
+
+
+def test_each_attempt_keeps_its_own_log(tmp_path: Path) -> None:
+    bad = Cell("digits", "ce", 2, "smoke", ("ce.weight=abc", *FAST))
+    first = run_sweep([bad], tmp_path)[0].log
+    second = run_sweep([bad], tmp_path)[0].log
+    assert first is not None and second is not None
+    assert (first.name, second.name) == ("digits__ce__seed2.1.log", "digits__ce__seed2.2.log")
+    assert first.read_text() and second.read_text()
+
+
+LONG_SWEEP = """
+import sys
+from pathlib import Path
+from cirbench.sweep import expand, run_sweep
+cells = expand(["digits"], ["ce"], [0], "default", ["train.epochs=200"])
+run_sweep(cells, Path(sys.argv[1]), max_parallel=1)
+"""
+
+
+def test_sigterm_to_a_sweep_stops_its_running_cells(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LONG_SWEEP, str(tmp_path)])
+    logs = tmp_path / "sweeps" / "logs"
+    deadline = time.monotonic() + 60
+    while not list(logs.glob("*.log")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the cell process has started
+
+    def cells_running() -> bool:
+        found = subprocess.run(["pgrep", "-f", "--", f"out {tmp_path}"], capture_output=True)
+        return found.returncode == 0
+
+    assert cells_running()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    deadline = time.monotonic() + 15
+    while cells_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not cells_running()

@@ -16,7 +16,7 @@ branches on method names.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -159,6 +159,34 @@ def canonical_name(spec: str) -> str:
     return "+".join(perts + losses)
 
 
+def component_config(
+    key: str,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
+    """The config of component ``key``: paper defaults, then the task's, then ``--set``'s;
+    type- and domain-checked (a CirbenchError names the bad ``--set``)."""
+    cfg = METHODS.get(key).Config()
+    cfg = apply_overrides(cfg, (defaults or {}).get(key, {}), key)
+    return apply_overrides(cfg, (overrides or {}).get(key, {}), key)
+
+
+def check_sections(overrides: Mapping[str, Any], specs: Sequence[str]) -> None:
+    """Every ``--set`` section must be ``train`` or a component of at least one method."""
+    used = {key for spec in specs for key in split_spec(spec)} | {"train"}
+    for section in overrides:
+        if section in used:
+            continue
+        if section in METHODS:
+            raise CirbenchError(
+                f"--set {section}.*: {section!r} is not part of any method run ({', '.join(specs)})"
+            )
+        raise CirbenchError(
+            f"--set {section}.*: unknown section; use 'train' or a method component. "
+            + METHODS.unknown_message(section)
+        )
+
+
 def build_method(
     spec: str,
     ctx: MethodContext,
@@ -176,11 +204,7 @@ def build_method(
     perturbations: list[Perturbation] = []
     losses: list[Loss] = []
     for key in name.split("+"):
-        cls = METHODS.get(key)
-        cfg = cls.Config()
-        cfg = apply_overrides(cfg, (defaults or {}).get(key, {}), key)
-        cfg = apply_overrides(cfg, (overrides or {}).get(key, {}), key)
-        comp = cls(cfg, ctx)
+        comp = METHODS.get(key)(component_config(key, overrides, defaults), ctx)
         if isinstance(comp, Perturbation):
             perturbations.append(comp)
         else:
