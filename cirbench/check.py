@@ -267,6 +267,7 @@ def _statistical_row(
     seeds = ",".join(str(r["seed"]) for r in rows)
     new = [_metrics(r, names) for r in rows]
     out, reasons = [], []
+    largest: tuple[float, str] = (-1.0, "")  # the passing metric whose mean moved most
     for metric in sorted({m for v in new for m in v} | {m for e in entries for m in e["metrics"]}):
         ours = [v[metric] for v in new if metric in v]
         theirs = [e["metrics"][metric] for e in entries if metric in e["metrics"]]
@@ -274,7 +275,10 @@ def _statistical_row(
             verdict = Verdict(False, "metric missing in " + ("records" if not ours else "baseline"))
         else:
             verdict = compare_samples(theirs, ours, tol, base.alpha)
-        if not verdict.ok:
+        if verdict.ok:
+            shift = abs(statistics.fmean(ours) - statistics.fmean(theirs))
+            largest = max(largest, (shift, f"largest shift {metric}: {verdict.reason}"))
+        else:
             reasons.append(f"{metric}: {verdict.reason}")
             out.append(
                 Deviation(
@@ -292,7 +296,7 @@ def _statistical_row(
                 )
             )
     why = f"vs {len(entries)} baseline seeds ({entries[0]['mode']} mode), alpha {base.alpha:g}"
-    reason = "; ".join(reasons) if reasons else f"every metric consistent {why}"
+    reason = "; ".join(reasons) if reasons else f"every metric consistent {why}; {largest[1]}"
     return Row(task, group, seeds, "statistical", not out, reason), out
 
 
