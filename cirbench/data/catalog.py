@@ -168,12 +168,17 @@ def load_catalog(path: Path | None = None) -> dict[str, DatasetEntry]:
     """Parse and validate datasets.yaml (``path``, else :func:`locate_catalog`)."""
     source: Traversable = Path(path) if path is not None else locate_catalog()
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{source}: expected a mapping of dataset name -> entry")
-    return {str(name): _parse_entry(str(source), name, value) for name, value in raw.items()}
+        try:
+            raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{source}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: expected a mapping of dataset name -> entry")
+        return {str(name): _parse_entry(str(source), name, value) for name, value in raw.items()}
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        if path is None and os.environ.get(CATALOG_ENV):  # the user's own catalogue
+            raise CirbenchError(f"${CATALOG_ENV}: {exc}; fix the file or unset it") from None
+        raise
 
 
 def _parse_entry(label: str, name: object, raw: object) -> DatasetEntry:

@@ -105,7 +105,7 @@ def _decode(name: str, entries: list[tuple[str, bytes]], size: int, source: Path
     keys = [_class_key(member) for member, _ in entries]
     classes = tuple(sorted(set(keys)))
     index = {c: i for i, c in enumerate(classes)}
-    images = np.stack([decode_png(data, size) for _, data in entries])
+    images = np.stack([_decode_member(member, data, size, source) for member, data in entries])
     labels = np.array([index[k] for k in keys], dtype=np.int64)
     files = tuple(member.split("/", 1)[1] for member, _ in entries)
     return OmniglotSet(name, images, labels, classes, files)
@@ -115,6 +115,17 @@ def _class_key(member: str) -> str:
     match = IMAGE_RE.fullmatch(member)
     assert match is not None
     return f"{match.group(1)}/{match.group(2)}"
+
+
+def _decode_member(member: str, data: bytes, size: int, source: Path) -> np.ndarray:
+    try:
+        return decode_png(data, size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise CirbenchError(
+            f"{source}: {member} is not a readable PNG ({type(exc).__name__}); the archive or "
+            "folder is damaged: download images_background / images_evaluation again and check "
+            "them with `cirbench datasets verify omniglot`"
+        ) from None
 
 
 def decode_png(data: bytes, size: int) -> np.ndarray:

@@ -299,3 +299,16 @@ def test_real_shared_data_verifies(name: str) -> None:
     status = check_dataset(load_catalog()[name], SHARED_DATA, checksums=True)
     assert status.state == "found", status.problems
     assert explain(status).startswith("OK: ")
+
+
+def test_a_malformed_user_catalogue_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cirbench.cli import main
+
+    bad = tmp_path / "datasets.yaml"
+    bad.write_text("digits: [unclosed\n")
+    monkeypatch.setenv("CIRBENCH_DATASETS_YAML", str(bad))
+    assert main(["datasets", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cirbench: error: $CIRBENCH_DATASETS_YAML") and "Traceback" not in err

@@ -105,3 +105,15 @@ def test_sets_sharing_characters_merge_each_image_once(tmp_path: Path) -> None:
     merged = merge_sets([load_set(tmp_path, "set_a"), load_set(tmp_path, "set_b")])
     assert merged.images.shape == (15, 1, 28, 28)
     assert np.bincount(merged.labels).tolist() == [3] * 5
+
+
+def test_a_non_png_member_is_one_clear_error(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    bad = {**members("images_background")}
+    first = next(iter(bad))
+    bad[first] = b"<html>not a picture</html>"
+    with zipfile.ZipFile(tmp_path / "images_background.zip", "w") as zf:
+        for path, data in bad.items():
+            zf.writestr(path, data)
+    with pytest.raises(CirbenchError, match=r"is not a readable PNG .*download"):
+        load_set(tmp_path, "images_background")
