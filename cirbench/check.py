@@ -16,13 +16,16 @@ profile, overrides) and metric, the new runs' values over seeds are compared wit
 values over its seeds by a two-sided two-sample t-test with pooled variance (Student's). A metric
 fails when the difference of the means exceeds the entries' ``tolerance.statistical`` (the smallest
 shift that counts; default 1 percentage point) *and* p < ``alpha`` (the baseline file's, default
-0.01). The null hypothesis is "unchanged method": both sides are draws over seeds of one
-distribution, so one variance, and under it (normal metrics) the pooled test has false-alarm rate
-exactly ``alpha`` with tolerance 0, and less with a tolerance. Welch's test, which does not assume
-equal variances, is only approximate at 2 to 5 seeds: in 10,000 simulated draws at alpha 0.01 it
-alarmed 0.47% of the time at 3 vs 3 seeds and 1.6% at 5 vs 2, so we do not use it (tested by
-simulation in tests/test_check.py). One value on one side works (its spread comes from the other
-side); with one value on both sides there is no spread, and only the tolerance is applied.
+0.01) divided by the number of such comparisons (metrics x method groups) of the task in this
+check (Bonferroni), so that the whole task's statistical gate, not each metric, false-alarms with
+probability at most ``alpha``. The null hypothesis is "unchanged method": both sides are draws over
+seeds of one distribution, so one variance, and under it (normal metrics) the pooled test has
+false-alarm rate exactly its level with tolerance 0, and less with a tolerance. Welch's test,
+which does not assume equal variances, is only approximate at 2 to 5 seeds: in 10,000 simulated
+draws at level 0.01 it alarmed 0.47% of the time at 3 vs 3 seeds and 1.6% at 5 vs 2, so we do not
+use it (the pooled test's rate is checked by simulation in tests/test_check.py). One value on
+one side works (its spread comes from the other side); with one value on both sides there is no
+spread, and only the tolerance is applied.
 
 ``--against reported``: the mean over seeds of the records comparable to a paper (see
 :func:`cirbench.report.entry_status`) must lie within the entry's tolerance in reported.yaml.
@@ -256,25 +259,40 @@ def _exact_row(
     return Row(task, _group(row), str(row["seed"]), "exact", not out, reason), out
 
 
+def _group_entries(base: Baseline, group: Group, rows: Sequence[Mapping[Any, Any]]) -> list[Any]:
+    return base.group(group, "exact" if all(r["mode"] == "exact" for r in rows) else "default")
+
+
+def _compared_metrics(
+    rows: Sequence[Mapping[Any, Any]], entries: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> list[str]:
+    found = {m for r in rows for m in _metrics(r, names)}
+    return sorted(found | {m for e in entries for m in e["metrics"]})
+
+
 def _statistical_row(
-    task: str, group: Group, rows: Sequence[Mapping[Any, Any]], names: Sequence[str], base: Baseline
-) -> tuple[Row, list[Deviation]] | None:
-    mode = "exact" if all(r["mode"] == "exact" for r in rows) else "default"
-    entries = base.group(group, mode)
-    if not entries:
-        return None
+    task: str,
+    group: Group,
+    rows: Sequence[Mapping[Any, Any]],
+    names: Sequence[str],
+    entries: Sequence[Mapping[str, Any]],
+    alpha: float,
+    family: str,
+) -> tuple[Row, list[Deviation]]:
+    """``alpha``: the per-comparison level, the baseline's alpha over the number of statistical
+    comparisons of the task (``family`` says so in the output)."""
     tol = max(float(e["tolerance"].get("statistical", STATISTICAL_TOLERANCE)) for e in entries)
     seeds = ",".join(str(r["seed"]) for r in rows)
     new = [_metrics(r, names) for r in rows]
     out, reasons = [], []
     largest: tuple[float, str] = (-1.0, "")  # the passing metric whose mean moved most
-    for metric in sorted({m for v in new for m in v} | {m for e in entries for m in e["metrics"]}):
+    for metric in _compared_metrics(rows, entries, names):
         ours = [v[metric] for v in new if metric in v]
         theirs = [e["metrics"][metric] for e in entries if metric in e["metrics"]]
         if len(ours) != len(new) or len(theirs) != len(entries):
             verdict = Verdict(False, "metric missing in " + ("records" if not ours else "baseline"))
         else:
-            verdict = compare_samples(theirs, ours, tol, base.alpha)
+            verdict = compare_samples(theirs, ours, tol, alpha)
         if verdict.ok:
             shift = abs(statistics.fmean(ours) - statistics.fmean(theirs))
             largest = max(largest, (shift, f"largest shift {metric}: {verdict.reason}"))
@@ -295,7 +313,7 @@ def _statistical_row(
                     verdict.reason,
                 )
             )
-    why = f"vs {len(entries)} baseline seeds ({entries[0]['mode']} mode), alpha {base.alpha:g}"
+    why = f"vs {len(entries)} baseline seeds ({entries[0]['mode']} mode), {family}"
     reason = "; ".join(reasons) if reasons else f"every metric consistent {why}; {largest[1]}"
     return Row(task, group, seeds, "statistical", not out, reason), out
 
@@ -334,14 +352,24 @@ def check_baseline(
                 rows.append(Row(task, group, str(seed), "exact", False, why))
             else:
                 pending.setdefault(group, []).append(row)
+        families = {g: _group_entries(base, g, members) for g, members in pending.items()}
+        count = sum(
+            len(_compared_metrics(pending[g], entries, names))
+            for g, entries in families.items()
+            if entries
+        )
+        alpha = base.alpha / max(count, 1)  # Bonferroni: the task's gate alarms at most at alpha
+        family = f"alpha {base.alpha:g} / {count} comparisons = {alpha:.3g} (Bonferroni)"
         for group, members in pending.items():
-            found_stat = _statistical_row(task, group, members, names, base)
-            if found_stat is None:
+            if not families[group]:
                 unchecked += [str(r["path"]) for r in members]
                 continue
             seen |= {(group, int(r["seed"])) for r in members}
-            rows.append(found_stat[0])
-            deviations += found_stat[1]
+            stat_row, stat_devs = _statistical_row(
+                task, group, members, names, families[group], alpha, family
+            )
+            rows.append(stat_row)
+            deviations += stat_devs
         not_run += [
             f"{task} {e['method']} [{e['profile']}] seed {e['seed']}"
             for e in base.entries

@@ -83,3 +83,9 @@ def test_default_job_end_to_end(tmp_path: Path, capsys) -> None:
     assert len(set(maps.values())) == 5  # methods really differ
     for name in by_method:
         assert f"| {name} " in table
+    # The same job in default mode (this CPU's kernels, all threads) is a fresh draw for the
+    # statistical gate: it must agree with the committed exact-mode baseline.
+    baselines = Path(__file__).resolve().parents[2] / "results" / "baselines"
+    args = ["check", "digits", "--runs", str(tmp_path), "--baselines", str(baselines)]
+    assert main([*args, "--mode", "statistical"]) == 0
+    assert "(statistical)" in capsys.readouterr().out
