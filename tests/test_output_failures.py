@@ -95,3 +95,34 @@ def test_report_refuses_a_readme_without_markers_before_writing_anything(
     assert main([*args, "--readme", str(readme)]) == 2
     assert STATUS_BEGIN in capsys.readouterr().err
     assert not out.exists() and readme.read_text() == "# no markers here\n"
+
+
+@pytest.mark.slow
+def test_report_killed_at_random_leaves_the_old_or_the_new_readme(tmp_path: Path) -> None:
+    import random
+    import subprocess
+    import sys
+    import time
+
+    from cirbench.report import STATUS_END
+
+    root = tmp_path / "root"
+    write_digits(root)
+    readme = tmp_path / "README.md"
+    old = f"# t\n\n{STATUS_BEGIN}\nold status\n{STATUS_END}\n\nthe rest of the README\n" * 50
+    cmd = [sys.executable, "-m", "cirbench", "report", "--runs", str(root)]
+    cmd += ["--out", str(tmp_path / "out"), "--readme", str(readme)]
+    readme.write_text(old)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    duration = time.perf_counter() - start
+    new = readme.read_text()
+    assert new != old
+    rng = random.Random(0)
+    for _ in range(8):
+        readme.write_text(old)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, duration))
+        proc.kill()
+        proc.wait()
+        assert readme.read_text() in (old, new)
