@@ -32,6 +32,7 @@ from cirbench import distributed
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods.base import LOGITS, Method
 from cirbench.models import EmbeddingNet
+from cirbench.results import fsync_folder
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         had = "the previous epoch's checkpoint is intact" if path.exists() else "none was saved"

@@ -137,16 +137,22 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (power loss keeps the new name); best effort on
+    filesystems that cannot open or fsync a folder."""
     try:
-        folder = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return  # a folder that cannot be opened cannot be fsynced either (some filesystems)
+        return
     try:
-        os.fsync(folder)
+        os.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 #: Columns that :func:`load_records` fills from the record itself; no metric may take a name.
