@@ -318,6 +318,63 @@ def _statistical_row(
     return Row(task, group, seeds, "statistical", not out, reason), out
 
 
+@dataclass
+class _TaskCheck:
+    rows: list[Row] = field(default_factory=list)
+    deviations: list[Deviation] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    seen: set[tuple[Group, int]] = field(default_factory=set)
+
+
+def _route(
+    task: str, records: RecordSet, base: Baseline, mode: Mode, out: _TaskCheck
+) -> tuple[dict[Group, list[Mapping[Any, Any]]], list[str]]:
+    """Exact rows are compared at once; the others are returned by group for the statistical
+    pass (with the metric names)."""
+    df = records.task(task)
+    names = metric_columns(df) if len(df) else []
+    pending: dict[Group, list[Mapping[Any, Any]]] = {}
+    for row in df.to_dict("records"):
+        group, seed = _group(row), int(row["seed"])
+        entry = base.exact_entry(group, seed)
+        if mode != "statistical" and row["mode"] == "exact" and entry is not None:
+            out.seen.add((group, seed))
+            note = _build_note(records.records.get(str(row["path"]), {}), entry)
+            exact_row, devs = _exact_row(task, row, _metrics(row, names), entry, note)
+            out.rows.append(exact_row)
+            out.deviations += devs
+        elif mode == "exact" and base.group(group, "exact"):
+            why = (
+                f"no exact baseline entry for seed {seed}"
+                if row["mode"] == "exact"
+                else "record not made with `cirbench run --exact`"
+            )
+            out.rows.append(Row(task, group, str(seed), "exact", False, why))
+        else:
+            pending.setdefault(group, []).append(row)
+    return pending, names
+
+
+def _check_task(task: str, records: RecordSet, base: Baseline, mode: Mode) -> _TaskCheck:
+    out = _TaskCheck()
+    pending, names = _route(task, records, base, mode, out)
+    families = {g: _group_entries(base, g, members) for g, members in pending.items()}
+    count = sum(len(_compared_metrics(pending[g], e, names)) for g, e in families.items() if e)
+    alpha = base.alpha / max(count, 1)  # Bonferroni: the task's gate alarms at most at alpha
+    family = f"alpha {base.alpha:g} / {count} comparisons = {alpha:.3g} (Bonferroni)"
+    for group, members in pending.items():
+        if not families[group]:
+            out.unchecked += [str(r["path"]) for r in members]
+            continue
+        out.seen |= {(group, int(r["seed"])) for r in members}
+        stat_row, devs = _statistical_row(
+            task, group, members, names, families[group], alpha, family
+        )
+        out.rows.append(stat_row)
+        out.deviations += devs
+    return out
+
+
 def check_baseline(
     records: RecordSet, folder: Path, tasks: Sequence[str], mode: Mode = "auto"
 ) -> CheckResult:
@@ -327,53 +384,16 @@ def check_baseline(
     rows: list[Row] = []
     unchecked: list[str] = []
     not_run: list[str] = []
-    notes: list[str] = []
     for task in tasks:
         base = load_baseline(folder, task)
-        df = records.task(task)
-        names = metric_columns(df) if len(df) else []
-        pending: dict[Group, list[Mapping[Any, Any]]] = {}
-        seen: set[tuple[Group, int]] = set()
-        for row in df.to_dict("records"):
-            group, seed = _group(row), int(row["seed"])
-            entry = base.exact_entry(group, seed)
-            if mode != "statistical" and row["mode"] == "exact" and entry is not None:
-                seen.add((group, seed))
-                note = _build_note(records.records.get(str(row["path"]), {}), entry)
-                found = _exact_row(task, row, _metrics(row, names), entry, note)
-                rows.append(found[0])
-                deviations += found[1]
-            elif mode == "exact" and base.group(group, "exact"):
-                why = (
-                    f"no exact baseline entry for seed {seed}"
-                    if row["mode"] == "exact"
-                    else "record not made with `cirbench run --exact`"
-                )
-                rows.append(Row(task, group, str(seed), "exact", False, why))
-            else:
-                pending.setdefault(group, []).append(row)
-        families = {g: _group_entries(base, g, members) for g, members in pending.items()}
-        count = sum(
-            len(_compared_metrics(pending[g], entries, names))
-            for g, entries in families.items()
-            if entries
-        )
-        alpha = base.alpha / max(count, 1)  # Bonferroni: the task's gate alarms at most at alpha
-        family = f"alpha {base.alpha:g} / {count} comparisons = {alpha:.3g} (Bonferroni)"
-        for group, members in pending.items():
-            if not families[group]:
-                unchecked += [str(r["path"]) for r in members]
-                continue
-            seen |= {(group, int(r["seed"])) for r in members}
-            stat_row, stat_devs = _statistical_row(
-                task, group, members, names, families[group], alpha, family
-            )
-            rows.append(stat_row)
-            deviations += stat_devs
+        done = _check_task(task, records, base, mode)
+        rows += done.rows
+        deviations += done.deviations
+        unchecked += done.unchecked
         not_run += [
             f"{task} {e['method']} [{e['profile']}] seed {e['seed']}"
             for e in base.entries
-            if (_group(e), e["seed"]) not in seen
+            if (_group(e), e["seed"]) not in done.seen
         ]
     checked = sum(len(r.seeds.split(",")) for r in rows)
     return CheckResult(
@@ -381,8 +401,7 @@ def check_baseline(
         checked,
         tuple(unchecked),
         tuple(dict.fromkeys(not_run)),
-        tuple(notes),
-        tuple(rows),
+        rows=tuple(rows),
     )
 
 
