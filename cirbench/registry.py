@@ -17,14 +17,24 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects of one kind (``kind`` is used in error messages)."""
+    """Maps names to objects of one kind (``kind`` is used in error messages). ``key`` names the
+    class attribute that holds an object's registry name (``key`` for methods, ``name`` for
+    tasks), so a name is written once, on the class."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, key: str = "key") -> None:
         self.kind = kind
+        self.key = key
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: ``@REGISTRY.register("circle")`` registers the decorated object."""
+    def register(self, obj: T) -> T:
+        """Decorator: ``@METHODS.register`` on a class registers it under its own ``key``."""
+        name = getattr(obj, self.key, None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{obj!r} has no {self.key!r} to register it under as a {self.kind}")
+        return self.register_as(name)(obj)
+
+    def register_as(self, name: str) -> Callable[[T], T]:
+        """Decorator for an object without a key attribute: ``@REGISTRY.register_as("x")``."""
 
         def decorate(obj: T) -> T:
             if name in self._items:

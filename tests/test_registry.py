@@ -11,16 +11,16 @@ from cirbench.registry import Registry
 def make_registry() -> Registry[object]:
     reg: Registry[object] = Registry("method")
     for name in ["triplet", "circle", "cir", "center", "ce"]:
-        reg.register(name)(object())
+        reg.register_as(name)(object())
     return reg
 
 
 def test_register_returns_object_and_get_finds_it() -> None:
     reg: Registry[type] = Registry("task")
 
-    @reg.register("alpha")
+    @reg.register
     class Alpha:
-        pass
+        key = "alpha"
 
     assert Alpha.__name__ == "Alpha"  # the decorator returns the class itself
     assert reg.get("alpha") is Alpha
@@ -28,9 +28,9 @@ def test_register_returns_object_and_get_finds_it() -> None:
 
 def test_register_same_name_twice_raises_value_error() -> None:
     reg: Registry[int] = Registry("task")
-    reg.register("x")(1)
+    reg.register_as("x")(1)
     with pytest.raises(ValueError, match="'x' is already registered"):
-        reg.register("x")(2)
+        reg.register_as("x")(2)
     assert reg.get("x") == 1  # the first registration is kept
 
 
@@ -92,3 +92,12 @@ def test_methods_registry_suggests_for_real_components() -> None:
     with pytest.raises(CirbenchError, match="Did you mean 'circle'"):
         METHODS.get("cirle")
     assert {"ce", "cir", "circle", "ls", "triplet"} <= set(METHODS)
+
+
+def test_a_class_without_its_key_cannot_be_registered() -> None:
+    reg: Registry[type] = Registry("task", key="name")
+    with pytest.raises(ValueError, match="has no 'name'"):
+
+        @reg.register
+        class Nameless:
+            pass

@@ -14,7 +14,7 @@ from torch import Tensor
 from cirbench.methods.base import LOGITS, METHODS, Loss, LossConfig
 
 
-@METHODS.register("ce")
+@METHODS.register
 class CrossEntropy(Loss):
     key = "ce"
     Config: ClassVar[type[LossConfig]] = LossConfig

@@ -44,7 +44,7 @@ class CenterConfig(LossConfig):
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-@METHODS.register("center")
+@METHODS.register
 class CenterLoss(Loss):
     key = "center"
     Config: ClassVar[type[CenterConfig]] = CenterConfig

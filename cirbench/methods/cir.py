@@ -69,7 +69,7 @@ class CIRConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
 
-@METHODS.register("cir")
+@METHODS.register
 class ClassInterference(Perturbation):
     key = "cir"
     Config: ClassVar[type[CIRConfig]] = CIRConfig

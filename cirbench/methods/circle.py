@@ -52,7 +52,7 @@ def masked_logsumexp(x: Tensor, mask: Tensor) -> Tensor:
     return filled.logsumexp(dim=1)
 
 
-@METHODS.register("circle")
+@METHODS.register
 class CircleLoss(Loss):
     key = "circle"
     Config: ClassVar[type[CircleConfig]] = CircleConfig

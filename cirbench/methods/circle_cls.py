@@ -69,7 +69,7 @@ def circle_class_logits(cosine: Tensor, labels: Tensor, m: float, gamma: float) 
     return torch.where(positive, logit_p, logit_n)
 
 
-@METHODS.register("circle-cls")
+@METHODS.register
 class CircleClassLoss(Loss):
     key = "circle-cls"
     Config: ClassVar[type[CircleClassConfig]] = CircleClassConfig

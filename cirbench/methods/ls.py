@@ -30,7 +30,7 @@ class LabelSmoothingConfig(LossConfig):
             raise ValueError(f"eps must be in [0, 1), got {self.eps}")
 
 
-@METHODS.register("ls")
+@METHODS.register
 class LabelSmoothing(Loss):
     key = "ls"
     Config: ClassVar[type[LabelSmoothingConfig]] = LabelSmoothingConfig

@@ -38,12 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cirbench.methods.base import METHODS, Loss, MethodContext
+from cirbench.methods.base import METHODS, Loss, LossConfig, MethodContext
 
 
 @dataclass(frozen=True)
-class OIMConfig:
-    weight: float = 1.0
+class OIMConfig(LossConfig):
     scalar: float = 30.0
     momentum: float = 0.5
     queue_size: int = 5000
@@ -58,7 +57,7 @@ class OIMConfig:
             raise ValueError(f"queue_size must be >= 0, got {self.queue_size}")
 
 
-@METHODS.register("oim")
+@METHODS.register
 class OIMLoss(Loss):
     key = "oim"
     Config: ClassVar[type[OIMConfig]] = OIMConfig

@@ -57,7 +57,7 @@ def support_sizes(counts: Tensor, n_support: int | None) -> Tensor:
     return torch.minimum(wanted.clamp(min=1), (counts - 1).clamp(min=1))
 
 
-@METHODS.register("proto")
+@METHODS.register
 class PrototypicalLoss(Loss):
     key = "proto"
     Config: ClassVar[type[ProtoConfig]] = ProtoConfig

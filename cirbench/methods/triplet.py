@@ -73,7 +73,7 @@ def mean_over_valid(per_anchor: Tensor, valid: Tensor) -> Tensor:
     return kept.sum() / valid.sum().clamp(min=1)
 
 
-@METHODS.register("triplet")
+@METHODS.register
 class TripletLoss(Loss):
     key = "triplet"
     Config: ClassVar[type[TripletConfig]] = TripletConfig

@@ -1,7 +1,7 @@
 """What a task is: data in its canonical form, a model recipe, training profiles, an evaluation
 protocol, and per-task method defaults.
 
-A task class is registered under the word users type (``@TASKS.register("digits")``). The CLI
+A task class is registered under the word users type, its ``name`` (``@TASKS.register``). The CLI
 and tests use only this interface, so adding a task touches one new file and its test.
 """
 
@@ -87,4 +87,4 @@ class Task(ABC):
         mode, gradients off."""
 
 
-TASKS: Registry[type[Task]] = Registry("task")
+TASKS: Registry[type[Task]] = Registry("task", key="name")

@@ -205,7 +205,7 @@ def fingerprint(train: CifarSplit, test: CifarSplit) -> str:
     return digest.hexdigest()[:16]
 
 
-@TASKS.register("cifar10")
+@TASKS.register
 class Cifar10(CifarTask):
     name = "cifar10"
     dataset = "cifar10"
@@ -216,7 +216,7 @@ class Cifar10(CifarTask):
     default_profile = "paper"
 
 
-@TASKS.register("cifar100")
+@TASKS.register
 class Cifar100(CifarTask):
     name = "cifar100"
     dataset = "cifar100"
@@ -230,7 +230,7 @@ class Cifar100(CifarTask):
         return read_cifar100(folder, split)
 
 
-@TASKS.register("cifar10-subset")
+@TASKS.register
 class Cifar10Subset(CifarTask):
     name = "cifar10-subset"
     dataset = "cifar10-subset"

@@ -90,7 +90,7 @@ def gallery_key(gallery_size: int) -> str:
     return "_gall" if gallery_size == FULL_GALLERY else f"_g{gallery_size}"
 
 
-@TASKS.register("cuhk-sysu")
+@TASKS.register
 class CuhkSysuTask(Task):
     name = "cuhk-sysu"
     dataset = "cuhk-sysu"

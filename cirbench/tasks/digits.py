@@ -44,7 +44,7 @@ def shuffled_batches(
         yield x[idx], y[idx]
 
 
-@TASKS.register("digits")
+@TASKS.register
 class Digits(Task):
     name = "digits"
     dataset = "digits"

@@ -255,7 +255,7 @@ class FewShotTask(Task):
         return build_backbone(fcfg, self.in_channels)
 
 
-@TASKS.register("omniglot")
+@TASKS.register
 class Omniglot(FewShotTask):
     name = "omniglot"
     dataset = "omniglot"
@@ -362,7 +362,7 @@ def augment(x: Tensor, generator: torch.Generator, pad: int = 8) -> Tensor:
     )
 
 
-@TASKS.register("tieredimagenet")
+@TASKS.register
 class TieredImageNet(FewShotTask):
     name = "tieredimagenet"
     dataset = "tieredimagenet"

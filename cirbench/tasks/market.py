@@ -201,7 +201,7 @@ def market_folder(name: str, data_root: Path) -> Path:
     return folder
 
 
-@TASKS.register("market1501")
+@TASKS.register
 class Market1501(Task):
     name = "market1501"
     dataset = "market1501"

@@ -1,0 +1,127 @@
+"""Contracts every registered component and task keeps, checked over the registries themselves
+(timm's test_models idea): adding a method or a task gets these tests without writing them, and a
+module that forgets to register fails here."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import math
+import pkgutil
+import typing
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import cirbench
+from cirbench.engine import TrainConfig
+from cirbench.errors import CirbenchError
+from cirbench.methods import METHODS, MethodContext, build_method
+from cirbench.methods.base import Loss, Perturbation, check_requirements, component_config
+from cirbench.tasks import TASKS
+
+PACKAGE = Path(cirbench.__file__).parent
+CTX = MethodContext(num_classes=6, feature_dim=16)
+LOSSES = [k for k in METHODS if issubclass(METHODS.get(k), Loss)]
+PERTURBATIONS = [k for k in METHODS if issubclass(METHODS.get(k), Perturbation)]
+
+
+def modules_of(folder: str) -> list[str]:
+    skip = {"__init__", "base"}
+    return sorted(p.stem for p in (PACKAGE / folder).glob("*.py") if p.stem not in skip)
+
+
+@pytest.mark.parametrize(("folder", "registry"), [("methods", METHODS), ("tasks", TASKS)])
+def test_every_module_registers_what_it_defines(folder: str, registry: typing.Any) -> None:
+    registered = {registry.get(name).__module__.rsplit(".", 1)[-1] for name in registry}
+    assert set(modules_of(folder)) <= registered
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """P x K = 3 x 4 labels, as the P x K samplers give."""
+    torch.manual_seed(0)
+    features = torch.randn(12, CTX.feature_dim, requires_grad=True)
+    return features, torch.arange(3).repeat_interleave(4)
+
+
+def spec_for(key: str) -> str:
+    return f"{key}+ce" if key in PERTURBATIONS else key
+
+
+@pytest.mark.parametrize("key", sorted(METHODS))
+def test_every_component_gives_a_finite_scalar_with_a_gradient(key: str) -> None:
+    method = build_method(spec_for(key), CTX)
+    method.train()
+    features, labels = batch()
+    head = nn.Linear(CTX.feature_dim, CTX.num_classes)
+    terms = method(features, labels, head)
+    total = terms["total"]
+    assert total.dim() == 0 and math.isfinite(float(total))
+    total.backward()
+    assert features.grad is not None and torch.isfinite(features.grad).all()
+
+
+@pytest.mark.parametrize("key", sorted(METHODS))
+def test_every_component_refuses_bad_overrides(key: str) -> None:
+    with pytest.raises(CirbenchError, match="has no field"):
+        component_config(key, {key: {"no_such_field": "1"}})
+    hints = typing.get_type_hints(METHODS.get(key).Config)
+    floats = [f.name for f in dataclasses.fields(METHODS.get(key).Config) if hints[f.name] is float]
+    for name in floats:
+        with pytest.raises(CirbenchError, match="finite"):
+            component_config(key, {key: {name: "nan"}})
+    if key in LOSSES:
+        with pytest.raises(CirbenchError, match="weight must be >= 0"):
+            component_config(key, {key: {"weight": "-1"}})
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_has_valid_profiles_a_smoke_one_and_buildable_defaults(name: str) -> None:
+    task = TASKS.get(name)()
+    assert "smoke" in task.profiles and task.default_profile in task.profiles
+    for profile in task.profiles:
+        cfg = task.profile(profile)
+        assert isinstance(cfg, TrainConfig)
+        cfg.validate()
+    for spec in task.default_methods:
+        method = build_method(spec, CTX, defaults=task.method_defaults)
+        check_requirements(method, task.provides, name)
+
+
+def imports_of(module: str) -> set[str]:
+    """cirbench modules imported by ``module`` at import time (module level, not in functions)."""
+    path = Path(importlib.import_module(module).__file__ or "")
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    modules = {m.name for m in pkgutil.walk_packages([str(PACKAGE)], "cirbench.")}
+    return {m for m in found if m in modules and m != module}
+
+
+def test_module_level_imports_have_no_cycle() -> None:
+    found = pkgutil.walk_packages([str(PACKAGE)], "cirbench.")
+    modules = sorted(m.name for m in found if m.name != "cirbench.__main__")
+    graph = {m: imports_of(m) for m in modules}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in modules:
+        if module not in state:
+            visit(module, [module])
