@@ -22,7 +22,7 @@ from tabulate import tabulate
 from cirbench import __version__, distributed
 from cirbench.check import ALPHA, STATISTICAL_TOLERANCE
 from cirbench.config import apply_overrides, parse_overrides
-from cirbench.errors import CirbenchError
+from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods import METHODS, canonical_name
 from cirbench.methods.base import check_sections
 from cirbench.report import (
@@ -411,10 +411,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print(format_status_table(statuses))
         return 0
     if args.name not in catalog:
-        import difflib
-
-        close = difflib.get_close_matches(args.name, catalog, n=2)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(args.name, catalog, n=2)
         raise CirbenchError(f"unknown dataset {args.name!r}.{hint} Known: {', '.join(catalog)}.")
     status = check_dataset(catalog[args.name], root, checksums=True)
     print(explain(status))

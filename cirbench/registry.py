@@ -6,12 +6,11 @@ Registration is a decorator; a name registered twice raises; an unknown name rai
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from cirbench.errors import CirbenchError
+from cirbench.errors import CirbenchError, did_you_mean
 
 T = TypeVar("T")
 
@@ -51,8 +50,7 @@ class Registry(Generic[T]):
             raise CirbenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, self._items, n=3, cutoff=0.5)
         return (
             f"unknown {self.kind} {name!r}.{hint} "
             f"Known {self.kind}s: {', '.join(sorted(self._items))}."

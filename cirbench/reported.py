@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from cirbench.errors import CirbenchError
+from cirbench.errors import CirbenchError, did_you_mean
 
 #: Metric names per task, for tasks that do not (yet) declare ``Task.metrics``. The one place
 #: that lists them; a registered task's own ``metrics`` take precedence.
@@ -240,11 +240,8 @@ def _citation(where: str, raw: Mapping[str, Any], papers: Mapping[str, Paper]) -
 
 def _task(where: str, task: object) -> str:
     if not isinstance(task, str) or task_metrics(task) is None:
-        import difflib
-
         known = known_tasks()
-        close = difflib.get_close_matches(str(task), known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(task), known)
         raise ReportedError(f"{where}: unknown task {task!r}.{hint} Known: {', '.join(known)}.")
     return task
 

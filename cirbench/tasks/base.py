@@ -7,7 +7,6 @@ and tests use only this interface, so adding a task touches one new file and its
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from cirbench.engine import Batches, Evaluation, TrainConfig
-from cirbench.errors import CirbenchError
+from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods.base import Method
 from cirbench.models import EmbeddingNet
 from cirbench.registry import Registry
@@ -52,10 +51,8 @@ class Task(ABC):
     def profile(self, name: str | None) -> TrainConfig:
         name = name or self.default_profile
         if name not in self.profiles:
-            close = difflib.get_close_matches(name, self.profiles, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise CirbenchError(
-                f"task {self.name!r} has no profile {name!r}.{hint} "
+                f"task {self.name!r} has no profile {name!r}.{did_you_mean(name, self.profiles)} "
                 f"Its profiles: {', '.join(self.profiles)}."
             )
         return self.profiles[name]

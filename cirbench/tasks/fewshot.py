@@ -44,6 +44,7 @@ from torch import Tensor
 
 from cirbench.data.catalog import require_dataset
 from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
+from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cirbench.data.omniglot import OmniglotSet, check_classes, load_set
 from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.data.tiered import (
@@ -68,8 +69,6 @@ OMNIGLOT_TEST = "images_evaluation"
 ROTATIONS = 4
 TIERED_FOLDER = "tiered-imagenet"
 #: ImageNet channel statistics, the usual normalisation of tieredImageNet inputs.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from cirbench.data.catalog import dataset_folder, load_catalog, require_dataset
+from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cirbench.data.market import MarketData, ReidSplit, check_official_counts, read_market
 from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.engine import Evaluation, TrainConfig
@@ -60,9 +61,6 @@ from cirbench.models.bot import BoTNet
 from cirbench.tasks.base import TASKS, Task, TaskData
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
