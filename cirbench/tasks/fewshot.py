@@ -245,6 +245,11 @@ class FewShotTask(Task):
     in_channels: ClassVar[int] = 1
 
     def test_labels(self, data: TaskData) -> np.ndarray:
+        labels: np.ndarray = data.test.labels
+        return labels
+
+    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
+        """Model inputs for the test images at positions ``idx``."""
         raise NotImplementedError
 
     def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
@@ -252,6 +257,28 @@ class FewShotTask(Task):
         fcfg = as_fewshot(cfg)
         check_settings(self.test_labels(data), fcfg)
         return build_backbone(fcfg, self.in_channels)
+
+    def evaluate(
+        self,
+        model: EmbeddingNet,
+        method: Method,
+        data: TaskData,
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> Evaluation:
+        """N-way K-shot episodes of the test classes, the same for every few-shot task."""
+        fcfg = as_fewshot(cfg)
+        labels = self.test_labels(data)
+        episodes = draw_episodes(labels, fcfg)
+        features = embed_used(
+            model,
+            lambda idx: self.test_inputs(data, idx, fcfg),
+            len(labels),
+            episodes,
+            fcfg,
+            device,
+        )
+        return evaluate_episodes(features, labels, fcfg, episodes)
 
 
 @TASKS.register
@@ -270,10 +297,6 @@ class Omniglot(FewShotTask):
         ),
     }
     default_profile = "default"
-
-    def test_labels(self, data: TaskData) -> np.ndarray:
-        labels: np.ndarray = data.test.labels
-        return labels
 
     def load(self, data_root: Path) -> TaskData:
         folder = omniglot_folder(data_root)
@@ -309,26 +332,9 @@ class Omniglot(FewShotTask):
             x = F.interpolate(x, size=cfg.image_size, mode="bilinear", antialias=True)
         return x
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
-        fcfg = as_fewshot(cfg)
+    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
         test: OmniglotData = data.test
-        episodes = draw_episodes(test.labels, fcfg)
-        features = embed_used(
-            model,
-            lambda idx: self.prepare(test.images[torch.from_numpy(idx)], fcfg),
-            len(test.labels),
-            episodes,
-            fcfg,
-            device,
-        )
-        return evaluate_episodes(features, test.labels, fcfg, episodes)
+        return self.prepare(test.images[torch.from_numpy(idx)], cfg)
 
 
 # --- tieredImageNet --------------------------------------------------------------------------
@@ -417,10 +423,6 @@ class TieredImageNet(FewShotTask):
     }
     default_profile = "paper"
 
-    def test_labels(self, data: TaskData) -> np.ndarray:
-        labels: np.ndarray = data.test.labels
-        return labels
-
     def load(self, data_root: Path) -> TaskData:
         folder = tiered_folder(data_root)
         form = detect_form(folder)
@@ -445,23 +447,6 @@ class TieredImageNet(FewShotTask):
                 x = augment(x, generator)
             yield x, torch.from_numpy(train.labels[batch])
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
-        fcfg = as_fewshot(cfg)
+    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
         test: TieredSplit = data.test
-        episodes = draw_episodes(test.labels, fcfg)
-        features = embed_used(
-            model,
-            lambda idx: to_input(test.images(idx, fcfg.image_size)),
-            len(test.labels),
-            episodes,
-            fcfg,
-            device,
-        )
-        return evaluate_episodes(features, test.labels, fcfg, episodes)
+        return to_input(test.images(idx, cfg.image_size))
