@@ -353,6 +353,18 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
     return len(state.history)
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` saves and reports, not what it computes: ``checkpoint`` (written after
+    every epoch, None for none), ``resume`` from it, the config ``fingerprint`` a checkpoint must
+    match, and a ``progress`` bar."""
+
+    checkpoint: Path | None = None
+    resume: bool = False
+    fingerprint: str = ""
+    progress: bool = False
+
+
 def fit(
     model: EmbeddingNet,
     method: Method,
@@ -361,13 +373,18 @@ def fit(
     cfg: TrainConfig,
     seed: int,
     device: torch.device,
-    checkpoint: Path | None = None,
-    resume: bool = False,
-    fingerprint: str = "",
-    progress: bool = False,
+    options: FitOptions = FitOptions(),
 ) -> FitResult:
     """Train, checkpointing every epoch, then evaluate. ``train_batches(generator)`` yields one
-    epoch of (inputs, labels); all data order randomness must come from ``generator``."""
+    epoch of (inputs, labels); all data order randomness must come from ``generator``.
+
+    Examples:
+        >>> result = fit(model, method, lambda g: task.train_batches(data, cfg, g),
+        ...              lambda m, meth, dev: task.evaluate(m, meth, data, cfg, dev),
+        ...              cfg, seed=0, device=torch.device("cpu"))  # doctest: +SKIP
+        >>> result.metrics["top1"]  # doctest: +SKIP
+    """
+    checkpoint, fingerprint = options.checkpoint, options.fingerprint
     model.to(device)
     method.to(device)
     if device.type == "cuda":
@@ -381,7 +398,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     state = TrainState(model, method, optimizers, scheduler, scaler, generator)
     resumed = None
-    if resume and checkpoint is not None:
+    if options.resume and checkpoint is not None:
         resumed = load_checkpoint(checkpoint, state, fingerprint)
     for epoch in range(len(state.history), cfg.epochs):
         start = time.perf_counter()
@@ -394,7 +411,7 @@ def fit(
             scaler,
             device,
             epoch,
-            progress,
+            options.progress,
         )
         scheduler.step()
         state.train_seconds += time.perf_counter() - start

@@ -15,7 +15,7 @@ import torch
 
 from cirbench import distributed, exact
 from cirbench.config import to_dict
-from cirbench.engine import FitResult, TrainConfig, fit, seed_everything
+from cirbench.engine import FitOptions, FitResult, TrainConfig, fit, seed_everything
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
@@ -61,10 +61,7 @@ def train(
     model: EmbeddingNet,
     method: Method,
     device: torch.device,
-    checkpoint: Path | None = None,
-    resume: bool = False,
-    fingerprint: str = "",
-    progress: bool = False,
+    options: FitOptions = FitOptions(),  # noqa: B008  (frozen)
 ) -> FitResult:
     task, data, cfg = run.task, run.data, run.cfg
     return fit(
@@ -75,10 +72,7 @@ def train(
         cfg,
         run.seed,
         device,
-        checkpoint=checkpoint,
-        resume=resume,
-        fingerprint=fingerprint,
-        progress=progress,
+        options,
     )
 
 
@@ -116,7 +110,7 @@ def train_and_record(
     chash = config_hash(config)
     path = record_path(out, run.task.name, method.name, run.seed, chash)
     checkpoint = out / "checkpoints" / run.task.name / path.with_suffix(".pt").name
-    result = train(run, model, method, device, checkpoint, resume, chash, progress)
+    result = train(run, model, method, device, FitOptions(checkpoint, resume, chash, progress))
     if not distributed.is_main():
         return None
     record: dict[str, Any] = {

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from cirbench import engine
-from cirbench.engine import Evaluation, FitResult, TrainConfig, fit, lr_factor
+from cirbench.engine import Evaluation, FitOptions, FitResult, TrainConfig, fit, lr_factor
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods import MethodContext
 from cirbench.methods.base import FEATURES, Loss, LossConfig, Method
@@ -23,7 +23,7 @@ def run(
     task, data = digits
     spec_ = RunSpec(task, data, spec, seed, cfg, "test", {})
     model, method = prepare(spec_)
-    return train(spec_, model, method, CPU, **kwargs), model
+    return train(spec_, model, method, CPU, FitOptions(**kwargs)), model
 
 
 def strip_speed(history: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -138,7 +138,7 @@ def test_non_finite_loss_stops_with_a_clear_message(digits, tiny_cfg, tmp_path) 
             tiny_cfg,
             0,
             CPU,
-            checkpoint=tmp_path / "x.pt",
+            FitOptions(checkpoint=tmp_path / "x.pt"),
         )
     assert not (tmp_path / "x.pt").exists()
 

@@ -14,8 +14,10 @@ from fixture_tiered import make_tiered
 
 from cirbench.data.cifar import load_pickle
 from cirbench.data.tiered import load_split, read_labels
-from cirbench.engine import TrainConfig
+from cirbench.engine import FitOptions, TrainConfig
 from cirbench.errors import CirbenchError
+
+CPU = torch.device("cpu")
 
 
 class Payload:
@@ -79,7 +81,7 @@ def test_checkpoint_runs_no_code_on_resume(digits, tmp_path: Path) -> None:
     spec = RunSpec(task, data, "ce", 0, TrainConfig(epochs=1, batch_size=128, lr=1e-3), "t", {})
     model, method = prepare(spec)
     with pytest.raises(CirbenchError, match=r"not readable .*without --resume"):
-        train(spec, model, method, torch.device("cpu"), checkpoint, resume=True, fingerprint="x")
+        train(spec, model, method, CPU, FitOptions(checkpoint, resume=True, fingerprint="x"))
     assert not marker.exists()
 
 
@@ -98,7 +100,7 @@ def test_a_corrupt_checkpoint_is_one_line_not_a_traceback(
     spec = RunSpec(task, data, "ce", 0, cfg, "t", {})
     checkpoint = tmp_path / "c.pt"
     model, method = prepare(spec)
-    train(spec, model, method, torch.device("cpu"), checkpoint, fingerprint="x")  # a good one
+    train(spec, model, method, CPU, FitOptions(checkpoint, fingerprint="x"))  # a good one
     if content == "folder":
         checkpoint.unlink()
         checkpoint.mkdir()
@@ -116,4 +118,4 @@ def test_a_corrupt_checkpoint_is_one_line_not_a_traceback(
     spec2 = RunSpec(task, data, "ce", 0, cfg2, "t", {})
     model, method = prepare(spec2)
     with pytest.raises(CirbenchError, match="delete it, or run without --resume"):
-        train(spec2, model, method, torch.device("cpu"), checkpoint, resume=True, fingerprint="x")
+        train(spec2, model, method, CPU, FitOptions(checkpoint, resume=True, fingerprint="x"))
