@@ -19,7 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
-from cirbench.reported import LOWER_IS_BETTER, Reported, ReportedEntry, task_metrics
+from cirbench.reported import Reported, ReportedEntry, lower_is_better, task_metrics
 from cirbench.results import IDENTITY, load_record, records_frame, write_atomic
 
 log = logging.getLogger(__name__)
@@ -255,14 +255,14 @@ def _choose(entries: Sequence[ReportedEntry]) -> ReportedEntry | None:
     return next(iter(readable or entries), None)
 
 
-def _mark_best(rows: list[Row], metrics: Sequence[str]) -> list[Row]:
+def _mark_best(task: str, rows: list[Row], metrics: Sequence[str]) -> list[Row]:
     best: dict[str, float] = {}
     for m in metrics:
         if is_ci_metric(m):
             continue
         values = [round(c.mean, 2) for r in rows if (c := r.cells[m]).mean is not None]
         if values:
-            best[m] = min(values) if m in LOWER_IS_BETTER else max(values)
+            best[m] = min(values) if lower_is_better(task, m) else max(values)
 
     def mark(row: Row) -> Row:
         cells = {
@@ -336,9 +336,8 @@ def build_task_table(
         )
     ours = {k[0] for k in keys}
     unmatched = tuple(e for e in reported.for_task(task) if e.method not in ours)
-    return TaskTable(
-        task, metrics, tuple(_mark_best(rows, metrics)), tuple(dict.fromkeys(shown)), unmatched
-    )
+    best = tuple(_mark_best(task, rows, metrics))
+    return TaskTable(task, metrics, best, tuple(dict.fromkeys(shown)), unmatched)
 
 
 # --- rendering ---------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ fix): unknown keys, unknown paper, empty citation (``where``: table or figure), 
 metric outside the task's vocabulary, value or ci95 outside [0, 100] percent, negative tolerance,
 and duplicate entries.
 
-Tasks and metrics: a task is known when it is registered in :data:`cirbench.tasks.TASKS` or
-listed in :data:`TASK_METRICS`; its metric vocabulary is the task class's ``metrics`` attribute
-when declared, else :data:`TASK_METRICS`.
+Tasks and metrics: a task is known when it is registered in :data:`cirbench.tasks.TASKS`; its
+metric vocabulary is the task class's ``metrics`` attribute (declared once, on the task).
 """
 
 from __future__ import annotations
@@ -29,38 +28,6 @@ import yaml
 
 from cirbench.errors import CirbenchError, did_you_mean
 
-#: Metric names per task, for tasks that do not (yet) declare ``Task.metrics``. The one place
-#: that lists them; a registered task's own ``metrics`` take precedence.
-TASK_METRICS: Mapping[str, tuple[str, ...]] = {
-    "digits": ("top1", "recall@1", "mAP"),
-    "cifar10": ("top1", "error"),
-    "cifar100": ("top1", "error"),
-    "market1501": ("recall@1", "recall@5", "recall@10", "mAP", "mINP"),
-    "cuhk-sysu": ("mAP", "top1", "top5", "top10"),
-    "omniglot": (
-        "acc_5w1s",
-        "acc_5w5s",
-        "acc_20w1s",
-        "acc_20w5s",
-        "acc_5w1s_ci95",
-        "acc_5w5s_ci95",
-        "acc_20w1s_ci95",
-        "acc_20w5s_ci95",
-    ),
-    "tieredimagenet": (
-        "acc_5w1s",
-        "acc_5w5s",
-        "acc_20w1s",
-        "acc_20w5s",
-        "acc_5w1s_ci95",
-        "acc_5w5s_ci95",
-        "acc_20w1s_ci95",
-        "acc_20w5s_ci95",
-    ),
-}
-
-#: Metrics where lower is better; ``*_ci95`` widths have no "better" (never bold in reports).
-LOWER_IS_BETTER = frozenset({"error"})
 PERCENT_RANGE = (0.0, 100.0)
 
 _PAPER_KEYS = frozenset({"title", "authors", "venue", "arxiv"})
@@ -142,18 +109,23 @@ def default_path() -> Path:
 
 
 def task_metrics(task: str) -> tuple[str, ...] | None:
-    """The metric vocabulary of ``task``, or None when the task is unknown."""
+    """The metric vocabulary of ``task`` (its class's ``metrics``), or None when unknown."""
     from cirbench.tasks import TASKS
 
-    if task in TASKS and TASKS.get(task).metrics:
-        return TASKS.get(task).metrics
-    return TASK_METRICS.get(task)
+    return TASKS.get(task).metrics if task in TASKS else None
+
+
+def lower_is_better(task: str, metric: str) -> bool:
+    """Does a smaller ``metric`` mean better on ``task`` (its class's ``lower_is_better``)?"""
+    from cirbench.tasks import TASKS
+
+    return task in TASKS and metric in TASKS.get(task).lower_is_better
 
 
 def known_tasks() -> list[str]:
     from cirbench.tasks import TASKS
 
-    return sorted(set(TASKS) | set(TASK_METRICS))
+    return list(TASKS)
 
 
 def load_reported(path: Path | str | None = None) -> Reported:

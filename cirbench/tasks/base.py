@@ -46,7 +46,12 @@ class Task(ABC):
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Metric names ``evaluate`` can report (the vocabulary of cirbench/reported.yaml entries);
     #: empty means "not declared" and cirbench.reported falls back to its own per-task list.
+    #: Every metric the task's evaluation reports (fractions), in the order tables show them;
+    #: the vocabulary of reported.yaml entries for the task. ``*_ci95`` names are 95% interval
+    #: half-widths (no "better", no test).
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: The metrics where smaller is better (e.g. ``error``); all others: larger is better.
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
     def profile(self, name: str | None) -> TrainConfig:
         name = name or self.default_profile

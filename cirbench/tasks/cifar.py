@@ -140,6 +140,7 @@ class CifarTask(Task):
     provides = frozenset({LOGITS})
     default_methods = ("ce", "ls", "cir+ce", "cir+ls")
     metrics = ("top1", "error")
+    lower_is_better = frozenset({"error"})
 
     def read(self, folder: Path, split: Split) -> CifarSplit:
         """One split of the task's dataset folder (CIFAR-10 layout unless overridden)."""

@@ -242,6 +242,16 @@ def rotated_batch(data: OmniglotData, index: Tensor) -> tuple[Tensor, Tensor]:
 class FewShotTask(Task):
     provides = frozenset({FEATURES})
     default_methods = ("triplet", "cir+triplet", "proto")
+    metrics: ClassVar[tuple[str, ...]] = (
+        "acc_5w1s",
+        "acc_5w5s",
+        "acc_20w1s",
+        "acc_20w5s",
+        "acc_5w1s_ci95",
+        "acc_5w5s_ci95",
+        "acc_20w1s_ci95",
+        "acc_20w5s_ci95",
+    )
     in_channels: ClassVar[int] = 1
 
     def test_labels(self, data: TaskData) -> np.ndarray:
