@@ -380,7 +380,7 @@ def fit(
 
     Examples:
         >>> result = fit(model, method, lambda g: task.train_batches(data, cfg, g),
-        ...              lambda m, meth, dev: task.evaluate(m, meth, data, cfg, dev),
+        ...              lambda m, meth, dev: task.evaluate(EvalContext(m, meth, data, cfg, dev)),
         ...              cfg, seed=0, device=torch.device("cpu"))  # doctest: +SKIP
         >>> result.metrics["top1"]  # doctest: +SKIP
     """

@@ -21,7 +21,7 @@ from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
 from cirbench.results import SCHEMA, config_hash, provenance, record_path, write_record
-from cirbench.tasks import Task, TaskData
+from cirbench.tasks import EvalContext, Task, TaskData
 
 Overrides = Mapping[str, Mapping[str, str]]
 
@@ -68,7 +68,7 @@ def train(
         model,
         method,
         lambda g: task.train_batches(data, cfg, g),
-        lambda m, meth, dev: task.evaluate(m, meth, data, cfg, dev),
+        lambda m, meth, dev: task.evaluate(EvalContext(m, meth, data, cfg, dev)),
         cfg,
         run.seed,
         device,

@@ -32,6 +32,18 @@ class TaskData:
     fingerprint: str  # identifies the exact data used, for result records
 
 
+@dataclass(frozen=True)
+class EvalContext:
+    """What a task's evaluation sees: the trained model and its method (in eval mode), the
+    task's data, the run's config and the device."""
+
+    model: EmbeddingNet
+    method: Method
+    data: TaskData
+    cfg: TrainConfig
+    device: torch.device
+
+
 class Task(ABC):
     name: ClassVar[str]
     #: Entry in datasets.yaml.
@@ -77,16 +89,9 @@ class Task(ABC):
         """One epoch of (inputs, labels); all randomness drawn from ``generator``."""
 
     @abstractmethod
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
-        """The task's protocol under ``cfg`` (the run's config); model and method are in eval
-        mode, gradients off."""
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
+        """The task's protocol on ``ctx.data`` under ``ctx.cfg`` (the run's config); model and
+        method are in eval mode, gradients off."""
 
 
 TASKS: Registry[type[Task]] = Registry("task", key="name")

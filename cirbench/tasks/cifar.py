@@ -57,11 +57,11 @@ from cirbench.data.cifar import (
     shuffled_batches,
 )
 from cirbench.engine import Evaluation, TrainConfig
-from cirbench.methods.base import LOGITS, Method
+from cirbench.methods.base import LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.cifar_cnn import CifarCNN
 from cirbench.models.cifar_resnet import cifar_resnet
-from cirbench.tasks.base import TASKS, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 EVAL_BATCH = 500
 
@@ -176,14 +176,8 @@ class CifarTask(Task):
         pad = cfg.pad if cfg.augment else None
         return shuffled_batches(images, labels, cfg.batch_size, generator, pad)
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
+        model, data, device = ctx.model, ctx.data, ctx.device
         split: CifarSplit = data.test
         assert model.head is not None
         predictions = [

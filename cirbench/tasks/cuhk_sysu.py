@@ -45,10 +45,10 @@ from cirbench.data.cuhk_sysu import (
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.eval.person_search import Detections, detection_metrics, search_metrics
-from cirbench.methods.base import FEATURES, Method
+from cirbench.methods.base import FEATURES
 from cirbench.models import EmbeddingNet
 from cirbench.models.person_search import PersonSearchNet, build_person_search
-from cirbench.tasks.base import TASKS, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 DEFAULT_GALLERY = 100
 EVAL_BATCH = 4  # images per detector call at test time (ours)
@@ -169,14 +169,8 @@ class CuhkSysuTask(Task):
                 targets.append(scene_target(scene, flip, img.shape[-1]))
             yield images, targets
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
+        model, data, device = ctx.model, ctx.data, ctx.device
         cfg_sizes = sorted(data.test, key=lambda s: (s != DEFAULT_GALLERY, s))
         ds: CuhkSysu = data.train
         batch = EVAL_BATCH

@@ -24,10 +24,10 @@ from cirbench import distributed
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
-from cirbench.methods.base import FEATURES, LOGITS, Method
+from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.small import SmallCNN
-from cirbench.tasks.base import TASKS, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.3
@@ -90,18 +90,12 @@ class Digits(Task):
         x, y = data.train
         return shuffled_batches(x, y, cfg.batch_size, generator)
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
-        x, y = (t.to(device) for t in data.test)
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
+        model, device = ctx.model, ctx.device
+        x, y = (t.to(device) for t in ctx.data.test)
         features = model.embed(x).float()
         metrics: dict[str, float] = {}
-        if LOGITS in method.requires and model.head is not None:
+        if LOGITS in ctx.method.requires and model.head is not None:
             metrics["top1"] = top1_accuracy(model.head(features), y)
         not_self = ~torch.eye(len(y), dtype=torch.bool, device=device)
         metrics.update(retrieval_metrics(cosine_distance(features, features), y, y, not_self))

@@ -58,11 +58,11 @@ from cirbench.data.tiered import (
 )
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.fewshot import episode_accuracies, mean_ci95, metric_name
-from cirbench.methods.base import FEATURES, Method
+from cirbench.methods.base import FEATURES
 from cirbench.models import EmbeddingNet
 from cirbench.models.conv4 import Conv4
 from cirbench.models.resnet12 import ResNet12
-from cirbench.tasks.base import TASKS, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 OMNIGLOT_TRAIN = ("images_background_small1", "images_background_small2")
 OMNIGLOT_TEST = "images_evaluation"
@@ -268,25 +268,18 @@ class FewShotTask(Task):
         check_settings(self.test_labels(data), fcfg)
         return build_backbone(fcfg, self.in_channels)
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
         """N-way K-shot episodes of the test classes, the same for every few-shot task."""
-        fcfg = as_fewshot(cfg)
-        labels = self.test_labels(data)
+        fcfg = as_fewshot(ctx.cfg)
+        labels = self.test_labels(ctx.data)
         episodes = draw_episodes(labels, fcfg)
         features = embed_used(
-            model,
-            lambda idx: self.test_inputs(data, idx, fcfg),
+            ctx.model,
+            lambda idx: self.test_inputs(ctx.data, idx, fcfg),
             len(labels),
             episodes,
             fcfg,
-            device,
+            ctx.device,
         )
         return evaluate_episodes(features, labels, fcfg, episodes)
 

@@ -55,10 +55,10 @@ from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.eval.reid import RerankConfig, evaluate_reid
-from cirbench.methods.base import FEATURES, LOGITS, Method
+from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.bot import BoTNet
-from cirbench.tasks.base import TASKS, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -297,16 +297,10 @@ class Market1501(Task):
         feats = [model.embed(x.to(device)).float().cpu() for x, _ in clean_loader_errors(loader)]
         return torch.cat(feats)
 
-    def evaluate(
-        self,
-        model: EmbeddingNet,
-        method: Method,
-        data: TaskData,
-        cfg: TrainConfig,
-        device: torch.device,
-    ) -> Evaluation:
-        c = self.config(cfg)
-        market: MarketData = data.test
+    def evaluate(self, ctx: EvalContext) -> Evaluation:
+        model, device = ctx.model, ctx.device
+        c = self.config(ctx.cfg)
+        market: MarketData = ctx.data.test
         qf = self.embed_split(model, market.query, c, device)
         gf = self.embed_split(model, market.gallery, c, device)
         result = evaluate_reid(
@@ -326,7 +320,7 @@ class Market1501(Task):
             "backbone_width": c.backbone_width,
             "pretrained_backbone": c.pretrained is not None,
             "pretrained": c.pretrained,
-            "eval_feature": "post-BN" if LOGITS in method.requires else "pre-BN (head unused)",
+            "eval_feature": "post-BN" if LOGITS in ctx.method.requires else "pre-BN (head unused)",
             "distance": c.eval_distance,
             "normalized": c.eval_normalize,
             "rerank": c.rerank,

@@ -23,7 +23,7 @@ from cirbench.engine import Evaluation
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.models.cifar_resnet import PadShortcut, cifar_resnet
-from cirbench.tasks import TASKS
+from cirbench.tasks import TASKS, EvalContext
 from cirbench.tasks.cifar import CifarConfig, CifarData
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,9 +164,8 @@ def test_cifar100_loads_fine_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     model = task.build_model(data, task.profile("smoke"))
     method = build_method("ls", MethodContext(100, model.embed_dim)).eval()
     with torch.inference_mode():
-        evaluation = task.evaluate(
-            model.eval(), method, data, task.profile("smoke"), torch.device("cpu")
-        )
+        ctx = EvalContext(model.eval(), method, data, task.profile("smoke"), torch.device("cpu"))
+        evaluation = task.evaluate(ctx)
     assert isinstance(evaluation, Evaluation) and len(evaluation.details["per_class_top1"]) == 100
 
 

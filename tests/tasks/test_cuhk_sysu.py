@@ -15,8 +15,9 @@ from fixture_cuhk import CuhkFixture, write_cuhk_fixture
 
 from cirbench.cli import main
 from cirbench.data.cuhk_sysu import IMAGE_DIR
+from cirbench.methods import MethodContext, build_method
 from cirbench.models.person_search import PersonSearchNet
-from cirbench.tasks import TASKS
+from cirbench.tasks import TASKS, EvalContext
 from cirbench.tasks.cuhk_sysu import load_image
 
 METRICS = {"mAP", "top1", "top5", "top10", "det_recall", "det_ap"}
@@ -133,7 +134,8 @@ def test_gallery_sizes_are_reported_with_suffixes(fixture_root, monkeypatch) -> 
         PersonSearchNet, "query_features", lambda self, im, bx: oracle.query_features(im, bx)
     )
     model = task.build_model(data, cfg)
-    ev = task.evaluate(model, None, data, cfg, torch.device("cpu"))
+    method = build_method("oim", MethodContext(data.num_classes, 256))
+    ev = task.evaluate(EvalContext(model, method, data, cfg, torch.device("cpu")))
     assert {"mAP", "mAP_g50", "mAP_gall", "top1_gall"} <= set(ev.metrics)
     assert ev.metrics["mAP_g50"] == ev.metrics["mAP"]  # same protocol content in the fixture
     # full pool: query t3's gallery now also holds s104/s105/s106... no new ties at 1

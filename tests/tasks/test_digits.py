@@ -12,6 +12,7 @@ from cirbench.engine import TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import FEATURES, check_requirements
+from cirbench.tasks import EvalContext
 
 
 def test_fixed_stratified_split(digits) -> None:
@@ -42,9 +43,8 @@ def test_embedding_methods_get_no_top1(digits) -> None:
     model = task.build_model(data, task.profile("smoke")).eval()
     method = build_method("triplet", MethodContext(10, model.embed_dim)).eval()
     with torch.inference_mode():
-        metrics = task.evaluate(
-            model, method, data, task.profile("smoke"), torch.device("cpu")
-        ).metrics
+        ctx = EvalContext(model, method, data, task.profile("smoke"), torch.device("cpu"))
+        metrics = task.evaluate(ctx).metrics
     assert set(metrics) == {"recall@1", "mAP"}
 
 
