@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +31,7 @@ from cirbench import distributed
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods.base import LOGITS, Method
 from cirbench.models import EmbeddingNet
-from cirbench.results import fsync_folder
+from cirbench.results import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -213,27 +212,17 @@ def check_finite(terms: dict[str, Tensor], epoch: int, step: int) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically (temp file, fsync, rename): a killed process or a full disk leaves the
-    previous checkpoint intact and no temp file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write atomically (:func:`cirbench.results.atomic_file`): a killed process or a full disk
+    leaves the previous checkpoint intact and no temp file behind."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as fh:
+        with atomic_file(path) as fh:
             torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_folder(path.parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         had = "the previous epoch's checkpoint is intact" if path.exists() else "none was saved"
         raise CirbenchError(
             f"cannot write checkpoint {path}: {exc.strerror or exc}; {had}. Free space (or fix "
             "the folder), then rerun the same command with --resume"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _numpy_state() -> dict[str, Any]:

@@ -16,11 +16,12 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import torch
@@ -120,17 +121,17 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the
-    folder: a crash or a full disk leaves the old file or the new one, never a part, and no
-    temp file behind."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content into: a temp file beside ``path``, fsynced
+    and renamed over it when the block ends, then the folder fsynced. A crash, an exception or a
+    full disk leaves the old file or the new one, never a part, and no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result is for everyone to read
         with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -138,6 +139,12 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` by ``data`` through :func:`atomic_file`."""
+    with atomic_file(path) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch) -> None:
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine.os, "replace", killed)
+    monkeypatch.setattr(os, "replace", killed)  # the rename of the atomic write
     with pytest.raises(KeyboardInterrupt):
         engine.save_checkpoint(path, {"epoch": 2})
     assert torch.load(path, weights_only=False) == {"epoch": 1}
