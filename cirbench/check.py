@@ -442,7 +442,8 @@ def update_baseline(
                 "note": "Expected metrics (fractions) per (method, profile, overrides, seed, "
                 "mode). Exact-mode entries must be matched bit for bit by exact-mode records "
                 "(tolerance.exact); everything else is compared over seeds by a pooled t-test "
-                "at alpha, failing only beyond tolerance.statistical. See cirbench/check.py.",
+                "at alpha over the task's number of comparisons (Bonferroni), failing only beyond "
+                "tolerance.statistical. See cirbench/check.py.",
                 "updated_by": {
                     "command": ["cirbench", *command],
                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

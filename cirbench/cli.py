@@ -36,7 +36,7 @@ from cirbench.report import (
     write_report,
 )
 from cirbench.reported import load_reported
-from cirbench.results import COMMITTED, default_out, load_records
+from cirbench.results import COMMITTED, MAX_SEED, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS
@@ -44,7 +44,6 @@ from cirbench.tasks import TASKS
 log = logging.getLogger("cirbench")
 
 
-MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_SEEDS = 10_000  # more runs than any sweep here needs; a typo like 0-10000000 stops at once
 
 
@@ -375,13 +374,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     corrupt = [(p, why) for p, why in records.skipped if Path(p).parent.name in tasks]
     for bad, why in corrupt:
         print(f"FAIL: {bad} is not a readable record ({why}); rerun it", file=sys.stderr)
-    if corrupt and not (result.deviations or failed_rows):
-        return 1
     if result.deviations or failed_rows:
         count = len(result.deviations) or len(failed_rows)
         print(f"FAIL: {count} metric(s) or record(s) outside tolerance, {what}:")
         if result.deviations:
             print(check.format_deviations(result.deviations, scale))
+    if corrupt or result.deviations or failed_rows:
         return 1
     if not result.checked and args.against == "baseline":
         # A gate that compared nothing must not pass: e.g. a renamed profile or method.
@@ -447,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--exact",
         action="store_true",
         help="exact-replay mode: bit-identical metrics on any x86-64 CPU (CPU, 1 thread, "
-        "portable kernels; about 6x slower); see cirbench/exact.py",
+        "portable kernels; training about 7x slower); see cirbench/exact.py",
     )
     p.add_argument(
         "--out",
@@ -541,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: exact where record and baseline are both exact-mode, else statistical; "
         "exact: every record must replay its exact baseline bit for bit (CI); statistical: "
-        "Welch test over seeds for every record",
+        "pooled t-test over seeds for every record (see cirbench/check.py)",
     )
     p.add_argument("--exact", action="store_true", help="same as --mode exact")
     p.add_argument(

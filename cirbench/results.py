@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 import pandas as pd
 import torch
 
+from cirbench.exact import DEFAULT, EXACT
+
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
@@ -266,7 +268,7 @@ def record_mode(record: dict[str, Any]) -> str:
     """``exact`` for a run made with ``--exact`` (see :mod:`cirbench.exact`), else ``default``
     (records written before exact mode existed included)."""
     repro = record.get("reproducibility")
-    return "exact" if isinstance(repro, dict) and repro.get("mode") == "exact" else "default"
+    return EXACT if isinstance(repro, dict) and repro.get("mode") == EXACT else DEFAULT
 
 
 def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
