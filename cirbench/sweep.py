@@ -47,6 +47,11 @@ class Cell:
     def name(self) -> str:
         return f"{self.task}/{self.method}/seed{self.seed}"
 
+    @property
+    def stem(self) -> str:
+        """The cell's file name stem, for its logs and its lock."""
+        return f"{self.task}__{self.method}__seed{self.seed}"
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -116,11 +121,10 @@ def cell_argv(cell: Cell, out: Path, data_root: str | None, device: str) -> list
 
 def log_path(cell: Cell, logs: Path) -> Path:
     """A new log per attempt: ``<task>__<method>__seed<k>.<n>.log``, n = 1, 2, ..."""
-    stem = f"{cell.task}__{cell.method}__seed{cell.seed}"
-    n = 1 + sum(1 for _ in logs.glob(f"{stem}.*.log"))
-    while (logs / f"{stem}.{n}.log").exists():
+    n = 1
+    while (logs / f"{cell.stem}.{n}.log").exists():
         n += 1
-    return logs / f"{stem}.{n}.log"
+    return logs / f"{cell.stem}.{n}.log"
 
 
 class Children:
@@ -152,7 +156,7 @@ class Children:
 
 def cell_lock(cell: Cell, logs: Path) -> IO[bytes] | None:
     """An exclusive lock on the cell (``fcntl.flock``), or None when another sweep runs it."""
-    handle = (logs / f"{cell.task}__{cell.method}__seed{cell.seed}.lock").open("ab")
+    handle = (logs / f"{cell.stem}.lock").open("ab")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
