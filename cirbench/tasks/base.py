@@ -56,8 +56,6 @@ class Task(ABC):
     default_profile: ClassVar[str]
     #: Task-specific values for method fields (over the papers' defaults, under --set).
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-    #: Metric names ``evaluate`` can report (the vocabulary of cirbench/reported.yaml entries);
-    #: empty means "not declared" and cirbench.reported falls back to its own per-task list.
     #: Every metric the task's evaluation reports (fractions), in the order tables show them;
     #: the vocabulary of reported.yaml entries for the task. ``*_ci95`` names are 95% interval
     #: half-widths (no "better", no test).
