@@ -152,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
+    task.check(data, cfg)
     model = task.build_model(data, cfg)
     check_output_folder(Path(args.out), checkpoint_bytes(model))
     ctx = method_context(data, model)

@@ -9,19 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import torch
 
 from cirbench import distributed, exact
 from cirbench.config import to_dict
-from cirbench.engine import FitOptions, FitResult, TrainConfig, fit, seed_everything
+from cirbench.engine import FitOptions, FitResult, fit, seed_everything
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
 from cirbench.results import SCHEMA, config_hash, provenance, record_path, write_record
-from cirbench.tasks import EvalContext, Task, TaskData
+from cirbench.tasks import AnyTask, EvalContext, Task, TaskData
+from cirbench.tasks.base import ConfigT, DataT
 
 Overrides = Mapping[str, Mapping[str, str]]
 
@@ -30,7 +31,7 @@ def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
     return MethodContext(num_classes=data.num_classes, feature_dim=model.embed_dim)
 
 
-def build_checked(task: Task, spec: str, ctx: MethodContext, overrides: Overrides) -> Method:
+def build_checked(task: AnyTask, spec: str, ctx: MethodContext, overrides: Overrides) -> Method:
     """The method for ``spec`` (task defaults, then overrides), checked against the task."""
     method = build_method(spec, ctx, overrides, task.method_defaults)
     check_requirements(method, task.provides, task.name)
@@ -38,18 +39,20 @@ def build_checked(task: Task, spec: str, ctx: MethodContext, overrides: Override
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    task: Task
-    data: TaskData
+class RunSpec(Generic[ConfigT, DataT]):
+    """One (task, method spec, seed) run with the task's loaded data and resolved config."""
+
+    task: Task[ConfigT, DataT]
+    data: DataT
     spec: str
     seed: int
-    cfg: TrainConfig
+    cfg: ConfigT
     profile: str
     overrides: Overrides
     exact: bool = False  # exact-replay mode (cirbench.exact), set up by the caller
 
 
-def prepare(run: RunSpec) -> tuple[EmbeddingNet, Method]:
+def prepare(run: RunSpec[ConfigT, DataT]) -> tuple[EmbeddingNet, Method]:
     """Seeded model and method: the same seed gives the same initial weights."""
     seed_everything(run.seed)
     model = run.task.build_model(run.data, run.cfg)
@@ -57,7 +60,7 @@ def prepare(run: RunSpec) -> tuple[EmbeddingNet, Method]:
 
 
 def train(
-    run: RunSpec,
+    run: RunSpec[ConfigT, DataT],
     model: EmbeddingNet,
     method: Method,
     device: torch.device,
@@ -76,7 +79,7 @@ def train(
     )
 
 
-def resolved_config(run: RunSpec, method: Method) -> dict[str, Any]:
+def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, Any]:
     """Everything the metrics depend on but the seed; its hash names the record. Exact mode is
     part of it (an exact and a default run of one config are two records), only when on, so that
     default-mode hashes stay what they were."""
@@ -96,7 +99,7 @@ def used_overrides(method: Method, overrides: Overrides) -> list[str]:
 
 
 def train_and_record(
-    run: RunSpec,
+    run: RunSpec[ConfigT, DataT],
     out: Path,
     device: torch.device,
     resume: bool = False,

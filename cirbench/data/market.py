@@ -27,7 +27,6 @@ names the file when decoding fails.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cirbench.data.fingerprint import data_fingerprint
 from cirbench.errors import CirbenchError
 
 log = logging.getLogger(__name__)
@@ -196,11 +196,12 @@ def check_query_ids(query: ReidSplit, gallery: ReidSplit) -> None:
 
 def fingerprint(entries: dict[str, list[tuple[Path, MarketName]]]) -> str:
     """sha256 of every split's sorted file names and sizes."""
-    digest = hashlib.sha256()
-    for split in SPLIT_DIRS:
-        for path, _ in entries[split]:
-            digest.update(f"{split}/{path.name}:{path.stat().st_size}\n".encode())
-    return f"market1501:sha256:{digest.hexdigest()[:16]}"
+    lines = (
+        f"{split}/{path.name}:{path.stat().st_size}\n".encode()
+        for split in SPLIT_DIRS
+        for path, _ in entries[split]
+    )
+    return data_fingerprint("market1501", lines)
 
 
 def read_market(folder: Path, check_images: bool = True) -> MarketData:

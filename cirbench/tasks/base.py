@@ -2,7 +2,19 @@
 protocol, and per-task method defaults.
 
 A task class is registered under the word users type, its ``name`` (``@TASKS.register``). The CLI
-and tests use only this interface, so adding a task touches one new file and its test.
+and the runner use only this interface; docs/ARCHITECTURE.md lists every file a new task touches.
+
+A task is generic over its config and its data, ``Task[MarketConfig, MarketData]``: its methods
+receive exactly those types. The one downcast, from the profile table's ``TrainConfig`` to the
+task's config class, happens in :meth:`Task.profile`; everything downstream (``--set`` overrides
+keep the type, ``load`` returns the task's data class) stays typed.
+
+Examples:
+    >>> from cirbench.tasks import TASKS
+    >>> task = TASKS.get("digits")()
+    >>> cfg = task.profile("smoke")
+    >>> type(cfg).__name__, cfg.epochs
+    ('TrainConfig', 2)
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 
@@ -24,28 +36,32 @@ from cirbench.registry import Registry
 
 @dataclass(frozen=True)
 class TaskData:
-    """Loaded data of a task. ``train`` and ``test`` are whatever the task's own methods use."""
+    """What every task's loaded data has; each task subclasses it with its own typed splits."""
 
-    train: Any
-    test: Any
-    num_classes: int
+    num_classes: int  # size of the training label space (classification heads, OIM tables)
     fingerprint: str  # identifies the exact data used, for result records
 
 
+ConfigT = TypeVar("ConfigT", bound=TrainConfig)
+DataT = TypeVar("DataT", bound=TaskData)
+
+
 @dataclass(frozen=True)
-class EvalContext:
+class EvalContext(Generic[ConfigT, DataT]):
     """What a task's evaluation sees: the trained model and its method (in eval mode), the
     task's data, the run's config and the device."""
 
     model: EmbeddingNet
     method: Method
-    data: TaskData
-    cfg: TrainConfig
+    data: DataT
+    cfg: ConfigT
     device: torch.device
 
 
-class Task(ABC):
+class Task(ABC, Generic[ConfigT, DataT]):
     name: ClassVar[str]
+    #: The task's config class; every profile is one (checked by :meth:`profile`).
+    config_type: ClassVar[type[TrainConfig]] = TrainConfig
     #: Entry in datasets.yaml.
     dataset: ClassVar[str]
     #: What the task's model outputs: subset of {"features", "logits"}.
@@ -63,33 +79,45 @@ class Task(ABC):
     #: The metrics where smaller is better (e.g. ``error``); all others: larger is better.
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
 
-    def profile(self, name: str | None) -> TrainConfig:
+    def profile(self, name: str | None) -> ConfigT:
+        """The named profile (the default one for ``None``) as the task's config type."""
         name = name or self.default_profile
         if name not in self.profiles:
             raise CirbenchError(
                 f"task {self.name!r} has no profile {name!r}.{did_you_mean(name, self.profiles)} "
                 f"Its profiles: {', '.join(self.profiles)}."
             )
-        return self.profiles[name]
+        cfg = self.profiles[name]
+        if not isinstance(cfg, self.config_type):
+            raise TypeError(
+                f"{self.name}: profile {name!r} is a {type(cfg).__name__}, "
+                f"not the task's {self.config_type.__name__}"
+            )
+        return cast(ConfigT, cfg)  # config_type is ConfigT's class: the one downcast
 
     @abstractmethod
-    def load(self, data_root: Path) -> TaskData:
+    def load(self, data_root: Path) -> DataT:
         """Read the dataset; raise CirbenchError telling the user where to put what."""
 
+    def check(self, data: DataT, cfg: ConfigT) -> None:
+        """Refuse (CirbenchError) a config the data cannot serve, before anything trains: e.g.
+        a 20-way episode on 10 test classes, or a gallery size without its protocol file."""
+
     @abstractmethod
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
+    def build_model(self, data: DataT, cfg: ConfigT) -> EmbeddingNet:
         """The task's model recipe."""
 
     @abstractmethod
-    def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
-    ) -> Batches:
+    def train_batches(self, data: DataT, cfg: ConfigT, generator: torch.Generator) -> Batches:
         """One epoch of (inputs, labels); all randomness drawn from ``generator``."""
 
     @abstractmethod
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
+    def evaluate(self, ctx: EvalContext[ConfigT, DataT]) -> Evaluation:
         """The task's protocol on ``ctx.data`` under ``ctx.cfg`` (the run's config); model and
         method are in eval mode, gradients off."""
 
 
-TASKS: Registry[type[Task]] = Registry("task", key="name")
+#: What the registry holds and the CLI / runner see: a task of some config and data type.
+AnyTask = Task[Any, Any]
+
+TASKS: Registry[type[AnyTask]] = Registry("task", key="name")

@@ -38,8 +38,7 @@ augmentation costs more accuracy than it saves from over-fitting, so it is off
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -56,6 +55,7 @@ from cirbench.data.cifar import (
     read_cifar100,
     shuffled_batches,
 )
+from cirbench.data.fingerprint import data_fingerprint
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.methods.base import LOGITS
 from cirbench.models import EmbeddingNet
@@ -89,8 +89,10 @@ class CifarConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class CifarData(TaskData):
-    """TaskData with the training set's per-channel mean and std (0..1 scale) for the model."""
+    """Both splits, and the training set's per-channel mean and std (0..1 scale) for the model."""
 
+    train: CifarSplit
+    test: CifarSplit
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -134,9 +136,10 @@ def subset_config(epochs: int) -> CifarConfig:
     )
 
 
-class CifarTask(Task):
+class CifarTask(Task[CifarConfig, CifarData]):
     """Shared by the three CIFAR tasks; subclasses name the dataset, reader and profiles."""
 
+    config_type = CifarConfig
     provides = frozenset({LOGITS})
     default_methods = ("ce", "ls", "cir+ce", "cir+ls")
     metrics = ("top1", "error")
@@ -154,31 +157,36 @@ class CifarTask(Task):
             train=train,
             test=test,
             num_classes=len(train.names),
-            fingerprint=f"{self.dataset}:sha256:{fingerprint(train, test)}",
+            fingerprint=data_fingerprint(
+                self.dataset,
+                [
+                    train.images.numpy(),
+                    train.labels.numpy(),
+                    test.images.numpy(),
+                    test.labels.numpy(),
+                ],
+            ),
             mean=mean,
             std=std,
         )
 
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
-        assert isinstance(data, CifarData) and isinstance(cfg, CifarConfig)
+    def build_model(self, data: CifarData, cfg: CifarConfig) -> EmbeddingNet:
         if cfg.arch == "cnn":
             return CifarCNN(data.num_classes, data.mean, data.std, cfg.width)
         return cifar_resnet(cfg.arch, data.num_classes, data.mean, data.std)
 
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: CifarData, cfg: CifarConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        assert isinstance(cfg, CifarConfig)
-        split: CifarSplit = data.train
-        images, labels = split.images, split.labels
+        images, labels = data.train.images, data.train.labels
         if cfg.train_limit:
             images, labels = images[: cfg.train_limit], labels[: cfg.train_limit]
         pad = cfg.pad if cfg.augment else None
         return shuffled_batches(images, labels, cfg.batch_size, generator, pad)
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
+    def evaluate(self, ctx: EvalContext[CifarConfig, CifarData]) -> Evaluation:
         model, data, device = ctx.model, ctx.data, ctx.device
-        split: CifarSplit = data.test
+        split = data.test
         assert model.head is not None
         predictions = [
             model.head(model.embed(split.images[i : i + EVAL_BATCH].to(device))).argmax(1).cpu()
@@ -192,19 +200,11 @@ class CifarTask(Task):
         return Evaluation({"top1": top1, "error": 1.0 - top1}, details)
 
 
-def fingerprint(train: CifarSplit, test: CifarSplit) -> str:
-    digest = hashlib.sha256()
-    for split in (train, test):
-        digest.update(split.images.numpy().data)
-        digest.update(split.labels.numpy().data)
-    return digest.hexdigest()[:16]
-
-
 @TASKS.register
 class Cifar10(CifarTask):
     name = "cifar10"
     dataset = "cifar10"
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         "paper": paper_config("resnet18"),
         "smoke": SMOKE,
     }
@@ -215,7 +215,7 @@ class Cifar10(CifarTask):
 class Cifar100(CifarTask):
     name = "cifar100"
     dataset = "cifar100"
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         "paper": paper_config("resnet56"),
         "smoke": SMOKE,
     }
@@ -229,7 +229,7 @@ class Cifar100(CifarTask):
 class Cifar10Subset(CifarTask):
     name = "cifar10-subset"
     dataset = "cifar10-subset"
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         "default": subset_config(epochs=5),
         "smoke": subset_config(epochs=2),
     }

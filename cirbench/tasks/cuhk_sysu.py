@@ -19,11 +19,10 @@ SeqNet warms up over the first iterations; our engine's warm-up is per epoch, so
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -42,12 +41,13 @@ from cirbench.data.cuhk_sysu import (
     load_protocol,
     test_mat,
 )
+from cirbench.data.fingerprint import data_fingerprint
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
 from cirbench.eval.person_search import Detections, detection_metrics, search_metrics
 from cirbench.methods.base import FEATURES
 from cirbench.models import EmbeddingNet
-from cirbench.models.person_search import PersonSearchNet, build_person_search
+from cirbench.models.person_search import Detection, PersonSearchNet, build_person_search
 from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 DEFAULT_GALLERY = 100
@@ -84,6 +84,19 @@ def scene_target(scene: Scene, flip: bool, width: int) -> Target:
     }
 
 
+@dataclass(frozen=True)
+class CuhkSysuData(TaskData):
+    """The loaded release; the test protocols (TestG*.mat) are read where used."""
+
+    dataset: CuhkSysu
+
+
+def eval_gallery_sizes(cfg: PersonSearchConfig) -> list[int]:
+    """The gallery sizes evaluated: the default one always (the unsuffixed metrics), then the
+    config's, each once, ascending, the full gallery (-1) first among them."""
+    return sorted({DEFAULT_GALLERY, *cfg.gallery_sizes}, key=lambda s: (s != DEFAULT_GALLERY, s))
+
+
 def gallery_key(gallery_size: int) -> str:
     if gallery_size == DEFAULT_GALLERY:
         return ""
@@ -91,13 +104,14 @@ def gallery_key(gallery_size: int) -> str:
 
 
 @TASKS.register
-class CuhkSysuTask(Task):
+class CuhkSysuTask(Task[PersonSearchConfig, CuhkSysuData]):
     name = "cuhk-sysu"
     dataset = "cuhk-sysu"
+    config_type = PersonSearchConfig
     provides = frozenset({FEATURES})
     default_methods = ("oim", "cir+oim")
     metrics: ClassVar[tuple[str, ...]] = ("mAP", "top1", "top5", "top10", "det_recall", "det_ap")
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         "paper": PersonSearchConfig(
             epochs=20,
             batch_size=5,
@@ -122,41 +136,29 @@ class CuhkSysuTask(Task):
     }
     default_profile = "paper"
 
-    def load(self, data_root: Path) -> TaskData:
+    def load(self, data_root: Path) -> CuhkSysuData:
         folder = require_dataset(self.dataset, data_root, checksums=False)
         ds = load_cuhk_sysu(folder)
-        queries = load_protocol(folder, DEFAULT_GALLERY)
-        digest = hashlib.sha256()
-        for name in (*(s.name for s in ds.train), *(s.name for s in ds.gallery)):
-            digest.update(name.encode())
-        for scene in ds.train:
-            digest.update(scene.boxes.tobytes() + scene.pids.tobytes())
-        return TaskData(
-            train=ds,
-            test={DEFAULT_GALLERY: queries},
+        names = (*(s.name for s in ds.train), *(s.name for s in ds.gallery))
+        labels = (scene.boxes.tobytes() + scene.pids.tobytes() for scene in ds.train)
+        return CuhkSysuData(
+            dataset=ds,
             num_classes=ds.num_identities,
-            fingerprint=f"cuhk-sysu:sha256:{digest.hexdigest()[:16]}",
+            fingerprint=data_fingerprint("cuhk-sysu", [*(n.encode() for n in names), *labels]),
         )
 
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
-        cfg = self._cfg(cfg)
-        ds: CuhkSysu = data.train
-        for size in cfg.gallery_sizes:  # fail before training, not after
-            if size not in data.test:
-                data.test[size] = load_protocol(ds.root, size)
+    def check(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> None:
+        """Every requested gallery size has its readable TestG file (before training)."""
+        for size in eval_gallery_sizes(cfg):
+            load_protocol(data.dataset.root, size)
+
+    def build_model(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> EmbeddingNet:
         return build_person_search(cfg.backbone, cfg.min_size, cfg.max_size, cfg.weights_path)
 
-    @staticmethod
-    def _cfg(cfg: TrainConfig) -> PersonSearchConfig:
-        if not isinstance(cfg, PersonSearchConfig):
-            raise TypeError("cuhk-sysu needs a PersonSearchConfig")
-        return cfg
-
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: CuhkSysuData, cfg: PersonSearchConfig, generator: torch.Generator
     ) -> Iterator[tuple[list[Tensor], list[Target]]]:
-        cfg = self._cfg(cfg)
-        ds: CuhkSysu = data.train
+        ds = data.dataset
         order = torch.randperm(len(ds.train), generator=generator).tolist()
         flips = (torch.rand(len(order), generator=generator) < 0.5).tolist()
         for start in range(0, len(order), cfg.batch_size):
@@ -169,16 +171,15 @@ class CuhkSysuTask(Task):
                 targets.append(scene_target(scene, flip, img.shape[-1]))
             yield images, targets
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
-        model, data, device = ctx.model, ctx.data, ctx.device
-        cfg_sizes = sorted(data.test, key=lambda s: (s != DEFAULT_GALLERY, s))
-        ds: CuhkSysu = data.train
+    def evaluate(self, ctx: EvalContext[PersonSearchConfig, CuhkSysuData]) -> Evaluation:
+        model, device = ctx.model, ctx.device
+        ds = ctx.data.dataset
         batch = EVAL_BATCH
         detections = detect_gallery(model, ds, device, batch)
         metrics: dict[str, float] = {}
         details: dict[str, Any] = {}
-        for size in cfg_sizes:
-            queries: list[SearchQuery] = data.test[size]
+        for size in eval_gallery_sizes(ctx.cfg):
+            queries = load_protocol(ds.root, size)
             feats = query_features(model, ds.root, queries, device, batch)
             pool = [s.name for s in ds.gallery] if size == FULL_GALLERY else []
             result = search_metrics(queries, feats, detections, full_gallery=pool)
@@ -190,8 +191,17 @@ class CuhkSysuTask(Task):
         return Evaluation(metrics, details)
 
 
-def _person_search(model: EmbeddingNet) -> Any:
-    if not (hasattr(model, "detect") and hasattr(model, "query_features")):
+@runtime_checkable
+class SearchModel(Protocol):
+    """What person-search evaluation calls (:class:`PersonSearchNet` has both)."""
+
+    def detect(self, images: list[Tensor]) -> list[Detection]: ...
+
+    def query_features(self, images: list[Tensor], boxes: list[Tensor]) -> Tensor: ...
+
+
+def _person_search(model: EmbeddingNet) -> SearchModel:
+    if not isinstance(model, SearchModel):
         raise TypeError("cuhk-sysu evaluates a model with detect() and query_features()")
     return model
 

@@ -11,16 +11,19 @@ All values here are our own choices; no paper reports numbers on this task.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from cirbench import distributed
+from cirbench.data.fingerprint import data_fingerprint
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
@@ -44,8 +47,16 @@ def shuffled_batches(
         yield x[idx], y[idx]
 
 
+@dataclass(frozen=True)
+class DigitsData(TaskData):
+    """Images (N, 1, 8, 8) in [0, 1] and labels of each split."""
+
+    train: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+
+
 @TASKS.register
-class Digits(Task):
+class Digits(Task[TrainConfig, DigitsData]):
     name = "digits"
     dataset = "digits"
     provides = frozenset({FEATURES, LOGITS})
@@ -60,10 +71,7 @@ class Digits(Task):
     # Circle loss: the paper's fine-grained retrieval values (Sun et al. 2020, Sec. 4.1).
     method_defaults: ClassVar[dict[str, dict[str, float]]] = {"circle": {"m": 0.4, "gamma": 80.0}}
 
-    def load(self, data_root: Path) -> TaskData:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
+    def load(self, data_root: Path) -> DigitsData:
         bunch = load_digits()
         images = (bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
         labels = bunch.target.astype(np.int64)
@@ -73,24 +81,23 @@ class Digits(Task):
             stratify=labels,
             random_state=SPLIT_SEED,
         )
-        digest = hashlib.sha256(images.tobytes() + labels.tobytes() + idx_test.tobytes())
-        return TaskData(
+        return DigitsData(
             train=(torch.from_numpy(images[idx_train]), torch.from_numpy(labels[idx_train])),
             test=(torch.from_numpy(images[idx_test]), torch.from_numpy(labels[idx_test])),
             num_classes=10,
-            fingerprint=f"sklearn-digits:sha256:{digest.hexdigest()[:16]}",
+            fingerprint=data_fingerprint("sklearn-digits", [images, labels, idx_test]),
         )
 
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
+    def build_model(self, data: DigitsData, cfg: TrainConfig) -> EmbeddingNet:
         return SmallCNN(in_channels=1, num_classes=data.num_classes, embed_dim=64, width=32)
 
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: DigitsData, cfg: TrainConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = data.train
         return shuffled_batches(x, y, cfg.batch_size, generator)
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
+    def evaluate(self, ctx: EvalContext[TrainConfig, DigitsData]) -> Evaluation:
         model, device = ctx.model, ctx.device
         x, y = (t.to(device) for t in ctx.data.test)
         features = model.embed(x).float()

@@ -30,12 +30,12 @@ Conv-4 with Adam (Snell et al. 2017); ``smoke``: a few steps for tests.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-from collections.abc import Callable, Iterator
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from torch import Tensor
 
 from cirbench.data.catalog import require_dataset
 from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
+from cirbench.data.fingerprint import data_fingerprint
 from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cirbench.data.omniglot import OmniglotSet, check_classes, load_set
 from cirbench.data.samplers import sharded_pk_sampler
@@ -102,11 +103,6 @@ class FewShotConfig(TrainConfig):
 
 def settings(cfg: FewShotConfig) -> list[tuple[int, int]]:
     return [(way, shot) for way in cfg.ways for shot in cfg.shots]
-
-
-def as_fewshot(cfg: TrainConfig) -> FewShotConfig:
-    assert isinstance(cfg, FewShotConfig), "few-shot tasks need a FewShotConfig"
-    return cfg
 
 
 def check_settings(test_labels: np.ndarray, cfg: FewShotConfig) -> None:
@@ -219,13 +215,6 @@ def merge_sets(sets: list[OmniglotSet]) -> OmniglotData:
     return OmniglotData(images, labels)
 
 
-def fingerprint(prefix: str, *arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return f"{prefix}:sha256:{digest.hexdigest()[:16]}"
-
-
 def rotated_batch(data: OmniglotData, index: Tensor) -> tuple[Tensor, Tensor]:
     """Images and labels of indices into the rotation-augmented set (rotation r = i // N)."""
     n, n_classes = len(data.labels), int(data.labels.max()) + 1
@@ -239,7 +228,28 @@ def rotated_batch(data: OmniglotData, index: Tensor) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-class FewShotTask(Task):
+class LabelledSplit(Protocol):
+    """A split of labelled images: what few-shot evaluation needs of a test split."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+
+SplitT = TypeVar("SplitT", bound=LabelledSplit)
+
+
+@dataclass(frozen=True)
+class FewShotData(TaskData, Generic[SplitT]):
+    """Training and test split of one few-shot dataset (disjoint classes)."""
+
+    train: SplitT
+    test: SplitT
+
+
+class FewShotTask(Task[FewShotConfig, FewShotData[SplitT]], Generic[SplitT]):
+    """Shared by the few-shot tasks: backbone, settings check and episodic evaluation."""
+
+    config_type = FewShotConfig
     provides = frozenset({FEATURES})
     default_methods = ("triplet", "cir+triplet", "proto")
     metrics: ClassVar[tuple[str, ...]] = (
@@ -254,42 +264,38 @@ class FewShotTask(Task):
     )
     in_channels: ClassVar[int] = 1
 
-    def test_labels(self, data: TaskData) -> np.ndarray:
-        labels: np.ndarray = data.test.labels
-        return labels
-
-    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
+    @abstractmethod
+    def test_inputs(self, test: SplitT, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
         """Model inputs for the test images at positions ``idx``."""
-        raise NotImplementedError
 
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
-        """The backbone; first checks that every N-way setting fits the test classes."""
-        fcfg = as_fewshot(cfg)
-        check_settings(self.test_labels(data), fcfg)
-        return build_backbone(fcfg, self.in_channels)
+    def check(self, data: FewShotData[SplitT], cfg: FewShotConfig) -> None:
+        """Every N-way K-shot setting fits the test classes."""
+        check_settings(data.test.labels, cfg)
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
+    def build_model(self, data: FewShotData[SplitT], cfg: FewShotConfig) -> EmbeddingNet:
+        return build_backbone(cfg, self.in_channels)
+
+    def evaluate(self, ctx: EvalContext[FewShotConfig, FewShotData[SplitT]]) -> Evaluation:
         """N-way K-shot episodes of the test classes, the same for every few-shot task."""
-        fcfg = as_fewshot(ctx.cfg)
-        labels = self.test_labels(ctx.data)
-        episodes = draw_episodes(labels, fcfg)
+        cfg, test = ctx.cfg, ctx.data.test
+        episodes = draw_episodes(test.labels, cfg)
         features = embed_used(
             ctx.model,
-            lambda idx: self.test_inputs(ctx.data, idx, fcfg),
-            len(labels),
+            lambda idx: self.test_inputs(test, idx, cfg),
+            len(test.labels),
             episodes,
-            fcfg,
+            cfg,
             ctx.device,
         )
-        return evaluate_episodes(features, labels, fcfg, episodes)
+        return evaluate_episodes(features, test.labels, cfg, episodes)
 
 
 @TASKS.register
-class Omniglot(FewShotTask):
+class Omniglot(FewShotTask[OmniglotData]):
     name = "omniglot"
     dataset = "omniglot"
     in_channels = 1
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         # Adam 1e-3 as Snell et al. 2017; 250 steps of P x K = 32 x 4 with rotated classes
         # (ours): about 40 s per run on 2 idle CPU cores, so 3 methods x 3 seeds take ~7 min.
         "default": FewShotConfig(
@@ -301,32 +307,31 @@ class Omniglot(FewShotTask):
     }
     default_profile = "default"
 
-    def load(self, data_root: Path) -> TaskData:
+    def load(self, data_root: Path) -> FewShotData[OmniglotData]:
         folder = omniglot_folder(data_root)
         train = merge_sets([load_set(folder, name) for name in OMNIGLOT_TRAIN])
         test = merge_sets([load_set(folder, OMNIGLOT_TEST)])
         n_train = int(train.labels.max()) + 1
-        return TaskData(
+        return FewShotData(
             train=train,
             test=test,
             num_classes=n_train * ROTATIONS,  # label space with the rotated classes
-            fingerprint=fingerprint(
-                "omniglot", train.images.numpy(), train.labels, test.images.numpy(), test.labels
+            fingerprint=data_fingerprint(
+                "omniglot", [train.images.numpy(), train.labels, test.images.numpy(), test.labels]
             ),
         )
 
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: FewShotData[OmniglotData], cfg: FewShotConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        fcfg = as_fewshot(cfg)
-        train: OmniglotData = data.train
+        train = data.train
         labels = train.labels
-        if fcfg.rotations:
+        if cfg.rotations:
             n_classes = int(labels.max()) + 1
             labels = np.concatenate([labels + r * n_classes for r in range(ROTATIONS)])
-        for batch in pk_batches(labels, fcfg, generator):
+        for batch in pk_batches(labels, cfg, generator):
             x, y = rotated_batch(train, torch.tensor(batch))
-            yield self.prepare(x, fcfg), y
+            yield self.prepare(x, cfg), y
 
     @staticmethod
     def prepare(x: Tensor, cfg: FewShotConfig) -> Tensor:
@@ -335,8 +340,7 @@ class Omniglot(FewShotTask):
             x = F.interpolate(x, size=cfg.image_size, mode="bilinear", antialias=True)
         return x
 
-    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
-        test: OmniglotData = data.test
+    def test_inputs(self, test: OmniglotData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
         return self.prepare(test.images[torch.from_numpy(idx)], cfg)
 
 
@@ -371,13 +375,13 @@ def augment(x: Tensor, generator: torch.Generator, pad: int = 8) -> Tensor:
 
 
 @TASKS.register
-class TieredImageNet(FewShotTask):
+class TieredImageNet(FewShotTask[TieredSplit]):
     name = "tieredimagenet"
     dataset = "tieredimagenet"
     in_channels = 3
     #: Overridable in tests (fixtures with fewer classes); the paper's split otherwise.
     expected_classes: ClassVar[dict[str, int]] = dict(TIERED_CLASSES)
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         # ResNet-12 with SGD 0.1, momentum 0.9, weight decay 5e-4, 60 epochs of 1,000 steps, as
         # MetaOptNet (Lee et al. 2019); their lr steps (x0.06, x0.2, x0.2 at epochs 20/40/50)
         # are approximated by x0.1 at 20, 40 and 50 (ours); flip + pad-8 crop (ours, a subset of
@@ -426,30 +430,28 @@ class TieredImageNet(FewShotTask):
     }
     default_profile = "paper"
 
-    def load(self, data_root: Path) -> TaskData:
+    def load(self, data_root: Path) -> FewShotData[TieredSplit]:
         folder = tiered_folder(data_root)
         form = detect_form(folder)
         for split in SPLITS:
             check_class_count(split, split_classes(folder, split, form), self.expected_classes)
         train, test = load_split(folder, "train", form), load_split(folder, "test", form)
-        return TaskData(
+        return FewShotData(
             train=train,
             test=test,
             num_classes=train.num_classes,
-            fingerprint=fingerprint(f"tieredimagenet-{form}", train.labels, test.labels),
+            fingerprint=data_fingerprint(f"tieredimagenet-{form}", [train.labels, test.labels]),
         )
 
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: FewShotData[TieredSplit], cfg: FewShotConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        fcfg = as_fewshot(cfg)
-        train: TieredSplit = data.train
-        for batch in pk_batches(train.labels, fcfg, generator):
-            x = to_input(train.images(batch, fcfg.image_size))
-            if fcfg.augment:
+        train = data.train
+        for batch in pk_batches(train.labels, cfg, generator):
+            x = to_input(train.images(batch, cfg.image_size))
+            if cfg.augment:
                 x = augment(x, generator)
             yield x, torch.from_numpy(train.labels[batch])
 
-    def test_inputs(self, data: TaskData, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
-        test: TieredSplit = data.test
+    def test_inputs(self, test: TieredSplit, idx: np.ndarray, cfg: FewShotConfig) -> Tensor:
         return to_input(test.images(idx, cfg.image_size))

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -199,10 +199,18 @@ def market_folder(name: str, data_root: Path) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class MarketTaskData(TaskData):
+    """The read tree: training split (relabelled ids), query and gallery."""
+
+    market: MarketData
+
+
 @TASKS.register
-class Market1501(Task):
+class Market1501(Task[MarketConfig, MarketTaskData]):
     name = "market1501"
     dataset = "market1501"
+    config_type = MarketConfig
     provides = frozenset({FEATURES, LOGITS})
     default_methods = (
         "ls+triplet",
@@ -215,7 +223,7 @@ class Market1501(Task):
         "circle-cls",
     )
     metrics = ("recall@1", "recall@5", "recall@10", "mAP", "mINP")
-    profiles: ClassVar[dict[str, TrainConfig]] = {
+    profiles: ClassVar[Mapping[str, TrainConfig]] = {
         "paper": MarketConfig(
             epochs=120,
             batch_size=64,
@@ -248,33 +256,25 @@ class Market1501(Task):
     # No overrides: circle / circle-cls defaults already are the re-ID values (m 0.25, gamma 128).
     method_defaults: ClassVar[dict[str, dict[str, float]]] = {}
 
-    def load(self, data_root: Path) -> TaskData:
+    def load(self, data_root: Path) -> MarketTaskData:
         folder = market_folder(self.dataset, data_root)
         data = read_market(folder)
         require_dataset(self.dataset, data_root)  # file counts of datasets.yaml
         check_official_counts(data.counts)
         log.info("market1501: %s (%d junk gallery files dropped)", data.counts, data.junk_dropped)
-        return TaskData(
-            train=data,
-            test=data,
-            num_classes=data.num_classes,
-            fingerprint=data.fingerprint,
+        return MarketTaskData(
+            market=data, num_classes=data.num_classes, fingerprint=data.fingerprint
         )
 
-    def config(self, cfg: TrainConfig) -> MarketConfig:
-        if not isinstance(cfg, MarketConfig):
-            raise TypeError(f"market1501 needs a MarketConfig, got {type(cfg).__name__}")
-        return cfg
-
-    def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
-        c = self.config(cfg)
-        return BoTNet(data.num_classes, c.backbone, c.last_stride, c.pretrained, c.backbone_width)
+    def build_model(self, data: MarketTaskData, cfg: MarketConfig) -> EmbeddingNet:
+        return BoTNet(
+            data.num_classes, cfg.backbone, cfg.last_stride, cfg.pretrained, cfg.backbone_width
+        )
 
     def train_batches(
-        self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
+        self, data: MarketTaskData, cfg: MarketConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        c = self.config(cfg)
-        market: MarketData = data.train
+        c, market = cfg, data.market
         sampler = sharded_pk_sampler(market.train.pids.tolist(), c.p, c.k, generator)
         loader = DataLoader(
             ReidImages(market.train, train_transform(c)),
@@ -297,10 +297,9 @@ class Market1501(Task):
         feats = [model.embed(x.to(device)).float().cpu() for x, _ in clean_loader_errors(loader)]
         return torch.cat(feats)
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
+    def evaluate(self, ctx: EvalContext[MarketConfig, MarketTaskData]) -> Evaluation:
         model, device = ctx.model, ctx.device
-        c = self.config(ctx.cfg)
-        market: MarketData = ctx.data.test
+        c, market = ctx.cfg, ctx.data.market
         qf = self.embed_split(model, market.query, c, device)
         gf = self.embed_split(model, market.gallery, c, device)
         result = evaluate_reid(

@@ -114,7 +114,7 @@ def test_option_a_shortcut_subsamples_and_zero_pads() -> None:
 
 
 def test_models_normalise_uint8_input_with_the_data_stats() -> None:
-    data = CifarData(None, None, 10, "x", mean=(0.2, 0.4, 0.6), std=(0.1, 0.2, 0.3))
+    data = CifarData(10, "x", train=None, test=None, mean=(0.2, 0.4, 0.6), std=(0.1, 0.2, 0.3))
     cfg = TASKS.get("cifar10-subset")().profile(None)
     model = TASKS.get("cifar10-subset")().build_model(data, cfg)
     norm = model.body[0]

@@ -128,7 +128,7 @@ def test_gallery_sizes_are_reported_with_suffixes(fixture_root, monkeypatch) -> 
     import dataclasses
 
     cfg = dataclasses.replace(cfg, gallery_sizes=(50, 100, -1))
-    task.build_model(data, cfg)
+    task.check(data, cfg)
     monkeypatch.setattr(PersonSearchNet, "detect", lambda self, images: oracle.detect(images))
     monkeypatch.setattr(
         PersonSearchNet, "query_features", lambda self, im, bx: oracle.query_features(im, bx)
