@@ -28,7 +28,8 @@ one side works (its spread comes from the other side); with one value on both si
 spread, and only the tolerance is applied.
 
 ``--against reported``: the mean over seeds of the records comparable to a paper (see
-:func:`cirbench.report.entry_status`) must lie within the entry's tolerance in reported.yaml.
+:func:`cirbench.reporting.status.entry_status`) must lie within the entry's tolerance in
+reported.yaml.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
-from cirbench.report import RecordSet, Status, metric_columns
+from cirbench.reporting import RecordSet, Status, metric_columns
 from cirbench.results import write_record
 
 SCHEMA = 2

@@ -19,13 +19,21 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from cirbench import __version__, distributed
+from cirbench import __version__, check, distributed, exact
 from cirbench.check import ALPHA, STATISTICAL_TOLERANCE
-from cirbench.config import apply_overrides, parse_overrides
+from cirbench.config import Overrides, apply_overrides
+from cirbench.data.catalog import (
+    check_dataset,
+    explain,
+    format_status_table,
+    load_catalog,
+    resolve_data_root,
+)
 from cirbench.errors import CirbenchError, did_you_mean
-from cirbench.methods import METHODS, canonical_name
+from cirbench.methods import METHODS, MethodSpec
 from cirbench.methods.base import check_sections
-from cirbench.report import (
+from cirbench.reported import load_reported
+from cirbench.reporting import (
     RecordSet,
     collect_records,
     csv_table,
@@ -35,7 +43,6 @@ from cirbench.report import (
     statuses,
     write_report,
 )
-from cirbench.reported import load_reported
 from cirbench.results import COMMITTED, MAX_SEED, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
 from cirbench.sweep import Outcome, expand, run_sweep
@@ -83,8 +90,6 @@ def resolve_device(name: str) -> torch.device:
 def setup_exact(args: argparse.Namespace) -> int | None:
     """Exact mode: refuse what it cannot fix, relaunch when torch started without its
     environment (return the child's exit status), else fix the in-process settings (None)."""
-    from cirbench import exact
-
     if args.nproc > 1 or distributed.launched_by_torchrun():
         raise CirbenchError("--exact runs in one process; drop --nproc (DDP is not bit-exact)")
     if args.device == "cuda":
@@ -143,13 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return relaunch_with_torchrun(args.argv, args.nproc)
     task = TASKS.get(args.task)()
-    specs = [canonical_name(s) for s in args.method.split(",")] if args.method else []
+    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
     specs = list(dict.fromkeys(specs or task.default_methods))
     seeds = parse_seeds(args.seeds)
-    overrides = parse_overrides(args.set or [])
+    overrides = Overrides.parse(args.set or [])
     check_sections(overrides, specs)
     profile = args.profile or task.default_profile
-    cfg = apply_overrides(task.profile(profile), overrides.get("train", {}), "train")
+    cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
     task.check(data, cfg)
@@ -337,8 +342,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from cirbench import check
-
     root = runs_root(args.runs)
     records = collect_records(root)
     warn_skipped(records)
@@ -394,14 +397,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def resolve_root(value: str | None) -> Path:
-    from cirbench.data.catalog import resolve_data_root
-
     return resolve_data_root(value)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from cirbench.data.catalog import check_dataset, explain, format_status_table, load_catalog
-
     catalog = load_catalog()
     root = resolve_root(args.data_root)
     if args.action == "list":
@@ -590,10 +589,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cirbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return code
-
-
-def run_cli() -> None:
-    """Kept for ``cirbench.cli:run_cli`` callers; the console script is :mod:`cirbench.entry`."""
-    from cirbench.entry import run_cli as entry
-
-    entry()

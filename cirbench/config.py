@@ -11,7 +11,8 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from cirbench.errors import CirbenchError
@@ -22,20 +23,74 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``["triplet.margin=0.5", "train.epochs=3"]`` -> ``{"triplet": {"margin": "0.5"}, ...}``."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        section, dot, field = key.strip().partition(".")
-        if not sep or not dot or not section or not field:
-            raise CirbenchError(
-                f"bad --set {item!r}: expected SECTION.FIELD=VALUE, e.g. triplet.margin=0.5"
-            )
-        if field in out.setdefault(section, {}):
-            raise CirbenchError(f"--set {key} is given twice")
-        out[section][field] = value.strip()
-    return out
+class Overrides(Mapping[str, Mapping[str, str]]):
+    """``--set SECTION.FIELD=VALUE`` items in their one canonical form.
+
+    A read-only mapping section -> {field: raw value}, sorted by section and field, each field
+    once. The same object is what the CLI parses, what a sweep cell carries, what a record stores
+    (:meth:`as_list`) and what tables group by (``str``, the items joined by spaces).
+
+    Examples:
+        >>> o = Overrides.parse(["train.epochs=3", "cir.p=0.2"])
+        >>> str(o), dict(o["cir"])
+        ('cir.p=0.2 train.epochs=3', {'p': '0.2'})
+        >>> str(o.without(["cir"])), str(Overrides.parse(str(o).split())) == str(o)
+        ('train.epochs=3', True)
+    """
+
+    def __init__(self, items: Iterable[tuple[str, str, str]] = ()) -> None:
+        self._items = tuple(sorted(items))
+        self._table: dict[str, dict[str, str]] = {}
+        for section, field, value in self._items:
+            self._table.setdefault(section, {})[field] = value
+
+    @classmethod
+    def parse(cls, texts: Iterable[str]) -> Overrides:
+        """From ``SECTION.FIELD=VALUE`` strings; a malformed or repeated field is a user error."""
+        items: dict[tuple[str, str], str] = {}
+        for text in texts:
+            key, sep, value = text.partition("=")
+            section, dot, field = key.strip().partition(".")
+            if not sep or not dot or not section or not field:
+                raise CirbenchError(
+                    f"bad --set {text!r}: expected SECTION.FIELD=VALUE, e.g. triplet.margin=0.5"
+                )
+            if (section, field) in items:
+                raise CirbenchError(f"--set {key.strip()} is given twice")
+            items[section, field] = value.strip()
+        return cls((section, field, value) for (section, field), value in items.items())
+
+    def __getitem__(self, section: str) -> Mapping[str, str]:
+        return MappingProxyType(self._table[section])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __str__(self) -> str:
+        return " ".join(self.as_list())
+
+    def __repr__(self) -> str:
+        return f"Overrides.parse({self.as_list()!r})"
+
+    def section(self, name: str) -> Mapping[str, str]:
+        """The fields set in section ``name`` (empty when none)."""
+        return self[name] if name in self._table else MappingProxyType({})
+
+    def as_list(self) -> list[str]:
+        """``["section.field=value", ...]``: the form records store and ``--set`` takes."""
+        return [f"{section}.{field}={value}" for section, field, value in self._items]
+
+    def only(self, sections: Collection[str]) -> Overrides:
+        return Overrides(item for item in self._items if item[0] in sections)
+
+    def without(self, sections: Collection[str]) -> Overrides:
+        return Overrides(item for item in self._items if item[0] not in sections)
 
 
 def convert(value: str, annotation: Any, where: str) -> Any:

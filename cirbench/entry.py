@@ -11,6 +11,17 @@ from cirbench.exact import prepare_environment
 def run_cli() -> None:
     argv = sys.argv[1:]
     prepare_environment(argv)
-    from cirbench.cli import main
+    from cirbench.cli import main  # only now: torch loads with the environment set
 
     sys.exit(main(argv))
+
+
+def slurm_job(argv: list[str]) -> int:
+    """What a SLURM array task of a sweep runs: one ``cirbench run`` in-process (the job's
+    environment comes from the sweep, so nothing needs setting before torch loads)."""
+    from cirbench.cli import main  # lazily, as in run_cli: cli imports the sweep module
+
+    code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"cirbench {' '.join(argv)} exited with status {code}")
+    return code

@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 
 from cirbench.errors import CirbenchError, did_you_mean
+from cirbench.methods import METHODS, MethodSpec
+from cirbench.tasks import TASKS, task_metrics
 
 PERCENT_RANGE = (0.0, 100.0)
 
@@ -106,26 +108,6 @@ class Reported:
 
 def default_path() -> Path:
     return Path(str(resources.files("cirbench").joinpath("reported.yaml")))
-
-
-def task_metrics(task: str) -> tuple[str, ...] | None:
-    """The metric vocabulary of ``task`` (its class's ``metrics``), or None when unknown."""
-    from cirbench.tasks import TASKS
-
-    return TASKS.get(task).metrics if task in TASKS else None
-
-
-def lower_is_better(task: str, metric: str) -> bool:
-    """Does a smaller ``metric`` mean better on ``task`` (its class's ``lower_is_better``)?"""
-    from cirbench.tasks import TASKS
-
-    return task in TASKS and metric in TASKS.get(task).lower_is_better
-
-
-def known_tasks() -> list[str]:
-    from cirbench.tasks import TASKS
-
-    return list(TASKS)
 
 
 def load_reported(path: Path | str | None = None) -> Reported:
@@ -212,7 +194,7 @@ def _citation(where: str, raw: Mapping[str, Any], papers: Mapping[str, Paper]) -
 
 def _task(where: str, task: object) -> str:
     if not isinstance(task, str) or task_metrics(task) is None:
-        known = known_tasks()
+        known = list(TASKS)
         hint = did_you_mean(str(task), known)
         raise ReportedError(f"{where}: unknown task {task!r}.{hint} Known: {', '.join(known)}.")
     return task
@@ -258,11 +240,9 @@ def _method(value: object) -> str | None:
     """Our canonical spec (order-insensitive) when all components are registered methods."""
     if value is None:
         return None
-    from cirbench.methods import METHODS, canonical_name
-
     spec = str(value).strip()
     parts = re.split(r"\s*\+\s*", spec)
-    return canonical_name(spec) if all(p in METHODS for p in parts) else spec
+    return MethodSpec.parse(spec).name if all(p in METHODS for p in parts) else spec
 
 
 def _optional_str(value: object) -> str | None:

@@ -6,7 +6,7 @@ several processes every rank trains; only rank 0 evaluates and writes the record
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
@@ -14,7 +14,7 @@ from typing import Any, Generic
 import torch
 
 from cirbench import distributed, exact
-from cirbench.config import to_dict
+from cirbench.config import Overrides, to_dict
 from cirbench.engine import FitOptions, FitResult, fit, seed_everything
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
@@ -23,8 +23,6 @@ from cirbench.models import EmbeddingNet
 from cirbench.results import SCHEMA, config_hash, provenance, record_path, write_record
 from cirbench.tasks import AnyTask, EvalContext, Task, TaskData
 from cirbench.tasks.base import ConfigT, DataT
-
-Overrides = Mapping[str, Mapping[str, str]]
 
 
 def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
@@ -94,8 +92,8 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
 
 
 def used_overrides(method: Method, overrides: Overrides) -> list[str]:
-    used = set(method.name.split("+")) | {"train"}
-    return [f"{s}.{k}={v}" for s, kv in overrides.items() if s in used for k, v in kv.items()]
+    """The ``--set`` items this method's run reads (its components' and ``train``)."""
+    return overrides.only({*method.spec.keys, "train"}).as_list()
 
 
 def train_and_record(

@@ -23,9 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from cirbench.config import apply_overrides, parse_overrides
+from cirbench.config import Overrides, apply_overrides
+from cirbench.entry import slurm_job
 from cirbench.errors import CirbenchError
-from cirbench.methods.base import canonical_name, check_sections, component_config, split_spec
+from cirbench.methods.base import MethodSpec, check_sections, component_config
 from cirbench.results import read_record
 from cirbench.tasks import TASKS
 
@@ -63,11 +64,7 @@ class Outcome:
 
 def relevant_sets(method: str, sets: Sequence[str]) -> tuple[str, ...]:
     """The ``--set`` items for this method, written as its record will write them."""
-    used = set(split_spec(method)) | {"train"}
-    parsed = parse_overrides(sets)
-    return tuple(
-        sorted(f"{sec}.{k}={v}" for sec, kv in parsed.items() if sec in used for k, v in kv.items())
-    )
+    return tuple(Overrides.parse(sets).only({*MethodSpec.parse(method).keys, "train"}).as_list())
 
 
 def expand(
@@ -79,16 +76,16 @@ def expand(
 ) -> list[Cell]:
     """The grid in task, method, seed order; names and ``--set`` values (types, domains,
     sections) are validated before anything runs, not in a hundred jobs."""
-    parsed = parse_overrides(sets)
-    specs = list(dict.fromkeys(canonical_name(m) for m in methods))
+    parsed = Overrides.parse(sets)
+    specs = list(dict.fromkeys(MethodSpec.parse(m).name for m in methods))
     check_sections(parsed, specs)
     cells = []
     for task_name in tasks:
         task = TASKS.get(task_name)
         prof = profile or task.default_profile
-        apply_overrides(task().profile(prof), parsed.get("train", {}), "train")
+        apply_overrides(task().profile(prof), parsed.section("train"), "train")
         for spec in specs:
-            for key in split_spec(spec):
+            for key in MethodSpec.parse(spec).keys:
                 component_config(key, parsed, task.method_defaults)
             for seed in seeds:
                 cells.append(Cell(task_name, spec, seed, prof, relevant_sets(spec, sets)))
@@ -102,7 +99,7 @@ def completed(out: Path) -> set[Cell]:
     for path in (out / "runs").glob("*/*.json"):
         rec = read_record(path)
         if rec is not None:
-            sets = tuple(sorted(rec.get("overrides", [])))
+            sets = tuple(Overrides.parse(rec.get("overrides", [])).as_list())
             done.add(
                 Cell(rec["task"], rec["method"], int(rec["seed"]), rec.get("profile", ""), sets)
             )
@@ -226,16 +223,6 @@ def run_local(
     return outcomes
 
 
-def slurm_job(argv: list[str]) -> int:
-    """What a SLURM array task runs: one ``cirbench run`` in-process."""
-    from cirbench.cli import main
-
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"cirbench {' '.join(argv)} exited with status {code}")
-    return code
-
-
 def run_slurm(
     cells: Sequence[Cell],
     argvs: Sequence[list[str]],
@@ -244,7 +231,7 @@ def run_slurm(
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
     try:
-        import submitit
+        import submitit  # optional: only the slurm launcher needs it
     except ImportError:
         raise CirbenchError(
             "--launcher slurm needs submitit: pip install 'cirbench[slurm]'"

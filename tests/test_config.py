@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from cirbench.config import apply_overrides, parse_overrides, to_dict
+from cirbench.config import Overrides, apply_overrides, to_dict
 from cirbench.errors import CirbenchError
 
 
@@ -33,37 +33,49 @@ class CheckedConfig:
             raise ValueError(f"lo must be <= hi, got {self.lo} > {self.hi}")
 
 
-# --------------------------------------------------------------------------- parse_overrides
+# --------------------------------------------------------------------------- Overrides
 
 
 def test_parse_overrides_groups_by_section() -> None:
-    out = parse_overrides(["triplet.margin=0.5", "train.epochs=3", " triplet.weight = 2 "])
+    out = Overrides.parse(["triplet.margin=0.5", "train.epochs=3", " triplet.weight = 2 "])
     assert out == {"triplet": {"margin": "0.5", "weight": "2"}, "train": {"epochs": "3"}}
 
 
 def test_parse_overrides_empty_and_value_with_equals() -> None:
-    assert parse_overrides([]) == {}
+    assert Overrides.parse([]) == {}
     # only the first '=' splits; the rest belongs to the value
-    assert parse_overrides(["a.b=x=y"]) == {"a": {"b": "x=y"}}
+    assert Overrides.parse(["a.b=x=y"]) == {"a": {"b": "x=y"}}
 
 
 @pytest.mark.parametrize("item", ["triplet.margin", "triplet.margin 0.5"])
 def test_parse_overrides_missing_equals(item: str) -> None:
     with pytest.raises(CirbenchError, match=r"expected SECTION\.FIELD=VALUE"):
-        parse_overrides([item])
+        Overrides.parse([item])
 
 
 @pytest.mark.parametrize("item", ["margin=0.5", ".margin=0.5", "triplet.=0.5"])
 def test_parse_overrides_missing_section_or_field(item: str) -> None:
     with pytest.raises(CirbenchError, match=r"expected SECTION\.FIELD=VALUE"):
-        parse_overrides([item])
+        Overrides.parse([item])
+
+
+def test_overrides_have_one_canonical_form() -> None:
+    """Command-line order does not matter: records, sweeps and tables see one sorted form."""
+    a = Overrides.parse(["train.epochs=3", "cir.p=0.2", "cir.target=mean"])
+    b = Overrides.parse(["cir.target=mean", "cir.p=0.2", "train.epochs=3"])
+    assert a.as_list() == b.as_list() == ["cir.p=0.2", "cir.target=mean", "train.epochs=3"]
+    assert str(a) == "cir.p=0.2 cir.target=mean train.epochs=3" and hash(a) == hash(b)
+    assert Overrides.parse(str(a).split()).as_list() == a.as_list()
+    assert a.only({"train"}).as_list() == ["train.epochs=3"]
+    assert str(a.without({"cir"})) == "train.epochs=3" and not Overrides.parse([])
+    assert dict(a.section("absent")) == {}
 
 
 def test_parse_overrides_duplicate_key() -> None:
     with pytest.raises(CirbenchError, match=r"triplet\.margin is given twice"):
-        parse_overrides(["triplet.margin=0.5", "triplet.margin=0.7"])
+        Overrides.parse(["triplet.margin=0.5", "triplet.margin=0.7"])
     # the same field name in two sections is fine
-    assert parse_overrides(["a.w=1", "b.w=2"]) == {"a": {"w": "1"}, "b": {"w": "2"}}
+    assert Overrides.parse(["a.w=1", "b.w=2"]) == {"a": {"w": "1"}, "b": {"w": "2"}}
 
 
 # --------------------------------------------------------------------------- apply_overrides

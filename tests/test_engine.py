@@ -12,7 +12,7 @@ from cirbench import engine
 from cirbench.engine import Evaluation, FitOptions, FitResult, TrainConfig, fit, lr_factor
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods import MethodContext
-from cirbench.methods.base import FEATURES, Loss, LossConfig, Method
+from cirbench.methods.base import FEATURES, Loss, LossConfig, Method, MethodSpec
 from cirbench.runner import RunSpec, prepare, train
 
 CPU = torch.device("cpu")
@@ -127,7 +127,9 @@ class NanAfterFirstStep(Loss):
 def test_non_finite_loss_stops_with_a_clear_message(digits, tiny_cfg, tmp_path) -> None:
     task, data = digits
     model = task.build_model(data, tiny_cfg)
-    method = Method("nan", [], [NanAfterFirstStep(LossConfig(), MethodContext(10, 64))])
+    method = Method(
+        MethodSpec((), ("nan",)), [], [NanAfterFirstStep(LossConfig(), MethodContext(10, 64))]
+    )
     with pytest.raises(
         TrainingDivergedError, match=r"loss nan, total became nan at epoch 1, step 2"
     ):

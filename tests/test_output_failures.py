@@ -12,7 +12,7 @@ from fixture_records import write_digits
 
 from cirbench import cli, engine, runner
 from cirbench.cli import main
-from cirbench.report import STATUS_BEGIN
+from cirbench.reporting import STATUS_BEGIN, STATUS_END
 
 SMOKE = ["run", "digits", "--method", "ce", "--profile", "smoke", "--seeds", "0", "-q"]
 
@@ -103,8 +103,6 @@ def test_report_killed_at_random_leaves_the_old_or_the_new_readme(tmp_path: Path
     import subprocess
     import sys
     import time
-
-    from cirbench.report import STATUS_END
 
     root = tmp_path / "root"
     write_digits(root)

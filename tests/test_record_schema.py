@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cirbench.check import check_baseline, update_baseline
 from cirbench.cli import main
-from cirbench.report import collect_records, format_table
+from cirbench.reporting import collect_records, format_table
 from cirbench.results import record_problem
 
 JSON = st.recursive(

@@ -13,25 +13,21 @@ from scipy import stats
 
 from cirbench.cli import main
 from cirbench.errors import CirbenchError
-from cirbench.report import (
-    NA_UNREADABLE,
-    NA_UNREPORTED,
-    PAIRED,
+from cirbench.reported import Reported, load_reported
+from cirbench.reporting import (
     STATUS_BEGIN,
     STATUS_END,
-    WELCH,
     TaskTable,
-    baseline_of,
     build_task_table,
     collect_records,
     csv_table,
     latex_table,
     markdown_table,
-    replace_status,
     statuses,
     task_table,
 )
-from cirbench.reported import Reported, load_reported
+from cirbench.reporting.status import replace_status
+from cirbench.reporting.tables import NA_UNREADABLE, NA_UNREPORTED, PAIRED, WELCH, baseline_of
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CIRBENCH_UPDATE_GOLDEN") == "1"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 from numpy.typing import NDArray
 
 from cirbench.errors import CirbenchError
@@ -101,8 +102,6 @@ class _LayoutError(Exception):
 
 def read_mat(root: Path, rel: str, key: str) -> Any:
     """Load variable ``key`` of ``root/rel``; a missing or unreadable file is a user error."""
-    import scipy.io
-
     path = root / rel
     if not path.is_file():
         raise CirbenchError(

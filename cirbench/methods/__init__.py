@@ -6,9 +6,9 @@ from cirbench.methods.base import (
     Loss,
     Method,
     MethodContext,
+    MethodSpec,
     Perturbation,
     build_method,
-    canonical_name,
 )
 
 __all__ = [
@@ -16,7 +16,7 @@ __all__ = [
     "Loss",
     "Method",
     "MethodContext",
+    "MethodSpec",
     "Perturbation",
     "build_method",
-    "canonical_name",
 ]

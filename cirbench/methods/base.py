@@ -93,9 +93,12 @@ METHODS: Registry[type[Component]] = Registry("method")
 class Method(nn.Module):
     """Perturbations (applied in order, training only) and weighted losses."""
 
-    def __init__(self, name: str, perturbations: list[Perturbation], losses: list[Loss]) -> None:
+    def __init__(
+        self, spec: MethodSpec, perturbations: list[Perturbation], losses: list[Loss]
+    ) -> None:
         super().__init__()
-        self.name = name
+        self.spec = spec
+        self.name = spec.name
         self.perturbations = nn.ModuleList(perturbations)
         self.losses = nn.ModuleDict({loss.key: loss for loss in losses})
 
@@ -131,32 +134,61 @@ class Method(nn.Module):
         return terms
 
 
-def split_spec(spec: str) -> list[str]:
-    """``"triplet+cir"`` -> ``["triplet", "cir"]``; empty parts and repeats are errors."""
-    keys = [k.strip() for k in spec.split("+")]
-    if any(not k for k in keys):
-        raise CirbenchError(f"bad method spec {spec!r}: empty component between '+' signs")
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise CirbenchError(f"bad method spec {spec!r}: {', '.join(repeated)} given twice")
-    return keys
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method spec: its perturbations, then its losses, each sorted (order-insensitive).
 
+    Every module that needs to know what a method consists of asks this type; none names a
+    component key.
 
-def canonical_name(spec: str) -> str:
-    """Order-insensitive name: perturbations first, then losses, each sorted.
-
-    ``canonical_name("triplet+cir") == "cir+triplet"``.
+    Examples:
+        >>> import cirbench.methods  # registers the components
+        >>> spec = MethodSpec.parse("triplet + ls + cir")
+        >>> spec.name, spec.perturbations, spec.losses
+        ('cir+ls+triplet', ('cir',), ('ls', 'triplet'))
+        >>> spec.without_perturbations().name
+        'ls+triplet'
     """
-    keys = split_spec(spec)
-    classes = {k: METHODS.get(k) for k in keys}
-    perts = sorted(k for k, c in classes.items() if issubclass(c, Perturbation))
-    losses = sorted(k for k, c in classes.items() if issubclass(c, Loss))
-    if not losses:
-        raise CirbenchError(
-            f"method {spec!r} has no loss: a perturbation only moves features; add a loss, "
-            f"e.g. {'+'.join([*perts, 'triplet'])}"
-        )
-    return "+".join(perts + losses)
+
+    perturbations: tuple[str, ...]
+    losses: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> MethodSpec:
+        """Parse ``"a+b+..."``; unknown, empty or repeated parts and a spec without a loss are
+        user errors."""
+        keys = [k.strip() for k in spec.split("+")]
+        if any(not k for k in keys):
+            raise CirbenchError(f"bad method spec {spec!r}: empty component between '+' signs")
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise CirbenchError(f"bad method spec {spec!r}: {', '.join(repeated)} given twice")
+        classes = {k: METHODS.get(k) for k in keys}
+        perts = tuple(sorted(k for k, c in classes.items() if issubclass(c, Perturbation)))
+        losses = tuple(sorted(k for k, c in classes.items() if issubclass(c, Loss)))
+        if not losses:
+            raise CirbenchError(
+                f"method {spec!r} has no loss: a perturbation only moves features; add a loss, "
+                f"e.g. {'+'.join([*perts, 'triplet'])}"
+            )
+        return cls(perts, losses)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every component, perturbations first: also the ``--set`` sections the method reads."""
+        return (*self.perturbations, *self.losses)
+
+    @property
+    def name(self) -> str:
+        """The canonical spec, e.g. ``cir+ls+triplet``."""
+        return "+".join(self.keys)
+
+    def without_perturbations(self) -> MethodSpec:
+        """The same losses without any perturbation: what a perturbation is tested against."""
+        return MethodSpec((), self.losses)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def component_config(
@@ -173,7 +205,7 @@ def component_config(
 
 def check_sections(overrides: Mapping[str, Any], specs: Sequence[str]) -> None:
     """Every ``--set`` section must be ``train`` or a component of at least one method."""
-    used = {key for spec in specs for key in split_spec(spec)} | {"train"}
+    used = {key for spec in specs for key in MethodSpec.parse(spec).keys} | {"train"}
     for section in overrides:
         if section in used:
             continue
@@ -200,17 +232,17 @@ def build_method(
     either mapping that name components not in ``spec`` are ignored here; the CLI checks that
     every ``--set`` section is used by at least one method.
     """
-    name = canonical_name(spec)
+    parsed = MethodSpec.parse(spec)
     perturbations: list[Perturbation] = []
     losses: list[Loss] = []
-    for key in name.split("+"):
+    for key in parsed.keys:
         comp = METHODS.get(key)(component_config(key, overrides, defaults), ctx)
         if isinstance(comp, Perturbation):
             perturbations.append(comp)
         else:
             assert isinstance(comp, Loss)
             losses.append(comp)
-    return Method(name, perturbations, losses)
+    return Method(parsed, perturbations, losses)
 
 
 def check_requirements(method: Method, provides: frozenset[str], task: str) -> None:

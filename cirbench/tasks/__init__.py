@@ -1,6 +1,28 @@
 """Tasks; importing this package registers every task name in :data:`TASKS`."""
 
 from cirbench.tasks import cifar, cuhk_sysu, digits, fewshot, market  # noqa: F401  (registration side effects)
-from cirbench.tasks.base import TASKS, AnyTask, EvalContext, Task, TaskData
+from cirbench.tasks.base import (
+    TASKS,
+    AnyTask,
+    EvalContext,
+    MetricInfo,
+    Task,
+    TaskData,
+    default_methods,
+    metric_info,
+    reference_profile,
+    task_metrics,
+)
 
-__all__ = ["TASKS", "AnyTask", "EvalContext", "Task", "TaskData"]
+__all__ = [
+    "TASKS",
+    "AnyTask",
+    "EvalContext",
+    "MetricInfo",
+    "Task",
+    "TaskData",
+    "default_methods",
+    "metric_info",
+    "reference_profile",
+    "task_metrics",
+]

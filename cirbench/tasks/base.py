@@ -73,11 +73,13 @@ class Task(ABC, Generic[ConfigT, DataT]):
     #: Task-specific values for method fields (over the papers' defaults, under --set).
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Every metric the task's evaluation reports (fractions), in the order tables show them;
-    #: the vocabulary of reported.yaml entries for the task. ``*_ci95`` names are 95% interval
-    #: half-widths (no "better", no test).
+    #: the vocabulary of reported.yaml entries for the task.
     metrics: ClassVar[tuple[str, ...]] = ()
     #: The metrics where smaller is better (e.g. ``error``); all others: larger is better.
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    #: The metrics that are 95% interval half-widths of another one: shown, never ranked or
+    #: tested.
+    intervals: ClassVar[frozenset[str]] = frozenset()
 
     def profile(self, name: str | None) -> ConfigT:
         """The named profile (the default one for ``None``) as the task's config type."""
@@ -121,3 +123,43 @@ class Task(ABC, Generic[ConfigT, DataT]):
 AnyTask = Task[Any, Any]
 
 TASKS: Registry[type[AnyTask]] = Registry("task", key="name")
+
+
+# --- what tables and reported.yaml need to know of a task, by name ------------------------------
+# Records can name a task this install does not have (copied from elsewhere): then there is no
+# declared metric order, every metric is a plain value where larger is better, and every profile
+# counts as the reference one.
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How tables treat one metric of one task."""
+
+    lower_is_better: bool = False
+    interval: bool = False  # a 95% half-width: shown, never ranked or tested
+
+
+def metric_info(task: str, metric: str) -> MetricInfo:
+    if task not in TASKS:
+        return MetricInfo()
+    cls = TASKS.get(task)
+    return MetricInfo(metric in cls.lower_is_better, metric in cls.intervals)
+
+
+def task_metrics(task: str) -> tuple[str, ...] | None:
+    """The declared metrics of ``task`` in table order, or None for an unknown task."""
+    return TASKS.get(task).metrics if task in TASKS else None
+
+
+def default_methods(task: str) -> tuple[str, ...]:
+    """The methods ``cirbench run TASK`` runs by default (tables list them first)."""
+    return TASKS.get(task).default_methods if task in TASKS else ()
+
+
+def reference_profile(task: str) -> str | None:
+    """Profile whose records are compared with the papers: ``paper`` if the task has one, else
+    its default; None for an unknown task (then any profile counts)."""
+    if task not in TASKS:
+        return None
+    cls = TASKS.get(task)
+    return "paper" if "paper" in cls.profiles else cls.default_profile

@@ -262,6 +262,7 @@ class FewShotTask(Task[FewShotConfig, FewShotData[SplitT]], Generic[SplitT]):
         "acc_20w1s_ci95",
         "acc_20w5s_ci95",
     )
+    intervals = frozenset(m for m in metrics if m.endswith("_ci95"))
     in_channels: ClassVar[int] = 1
 
     @abstractmethod

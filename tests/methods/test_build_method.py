@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cirbench.errors import CirbenchError
-from cirbench.methods import Method, MethodContext, build_method, canonical_name
+from cirbench.methods import Method, MethodContext, MethodSpec, build_method
 from cirbench.methods.base import FEATURES, LOGITS, check_requirements
 
 CTX = MethodContext(num_classes=5, feature_dim=8)
@@ -30,20 +30,20 @@ CTX = MethodContext(num_classes=5, feature_dim=8)
         ("ce", "ce"),
     ],
 )
-def test_canonical_name_is_order_insensitive(spec: str, expected: str) -> None:
-    assert canonical_name(spec) == expected
+def test_method_spec_is_order_insensitive(spec: str, expected: str) -> None:
+    assert MethodSpec.parse(spec).name == expected
 
 
 def test_perturbation_only_spec_has_no_loss() -> None:
     with pytest.raises(CirbenchError, match="no loss"):
-        canonical_name("cir")
+        MethodSpec.parse("cir")
     with pytest.raises(CirbenchError, match="no loss"):
         build_method("cir", CTX)
 
 
 def test_unknown_key_suggests_close_match() -> None:
     with pytest.raises(CirbenchError) as info:
-        canonical_name("cir+tripplet")
+        MethodSpec.parse("cir+tripplet")
     msg = str(info.value)
     assert "'tripplet'" in msg
     assert "Did you mean 'triplet'" in msg
@@ -52,7 +52,7 @@ def test_unknown_key_suggests_close_match() -> None:
 @pytest.mark.parametrize(("spec", "what"), [("ce+ce", "given twice"), ("ce++ls", "empty")])
 def test_bad_specs(spec: str, what: str) -> None:
     with pytest.raises(CirbenchError, match=what):
-        canonical_name(spec)
+        MethodSpec.parse(spec)
     with pytest.raises(CirbenchError, match=what):
         build_method(spec, CTX)
 
@@ -60,7 +60,7 @@ def test_bad_specs(spec: str, what: str) -> None:
 @pytest.mark.parametrize("spec", ["+ce", "ce+", ""])
 def test_leading_trailing_or_empty_components(spec: str) -> None:
     with pytest.raises(CirbenchError, match="empty"):
-        canonical_name(spec)
+        MethodSpec.parse(spec)
 
 
 # --------------------------------------------------------------------------- build_method

@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from cirbench.report import TaskTable, is_ci_metric
+from cirbench.reporting.tables import TaskTable
 from cirbench.results import write_atomic
 
 # PDF without creation date, PNG without software tag: regenerating gives the same bytes.
@@ -92,7 +92,7 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
 
 
 def plot_metrics(table: TaskTable, folder: Path) -> list[Path]:
-    metrics = [m for m in table.metrics if not is_ci_metric(m)]
+    metrics = [m for m in table.metrics if not table.is_interval(m)]
     if not metrics or not table.rows:
         return []
     fig = Figure(figsize=(max(5.0, 3.4 * len(metrics)), 5.0), layout="constrained")

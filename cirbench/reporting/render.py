@@ -1,0 +1,327 @@
+"""Text of the tables: Markdown, LaTeX and CSV. Each text format is one :class:`Style`; every
+LaTeX table (the report's and ``cirbench table --format latex``) comes from :func:`latex_tabular`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+from tabulate import tabulate
+
+from cirbench.reporting.records import metric_columns
+from cirbench.reporting.tables import (
+    ALPHA,
+    NA_UNREADABLE,
+    NA_UNREPORTED,
+    Cell,
+    TaskTable,
+    percent,
+    perturbations_of,
+    row_label,
+    summarize,
+)
+
+Format = Literal["md", "latex", "csv"]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one text format writes the pieces of a table cell or note."""
+
+    name: Literal["md", "latex"]
+    pm: str  # between a mean and its spread
+    dash: str  # an empty cell
+    star: str  # the significance mark
+    delta: str
+    na_marks: Mapping[int, str]  # footnote marks of n/a cells (NA_UNREADABLE, NA_UNREPORTED)
+    bold: Callable[[str], str]
+    code: Callable[[str], str]  # a method spec or component key
+    text: Callable[[str], str]  # plain text, escaped as the format needs
+    signed: Callable[[float], str]  # a difference in points, with its sign
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "#": r"\#",
+    "_": r"\_",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+MARKDOWN = Style(
+    name="md",
+    pm=" ± ",
+    dash="—",
+    star="\\*",
+    delta="Δ",
+    na_marks={NA_UNREADABLE: "¹", NA_UNREPORTED: "²"},
+    bold=lambda t: f"**{t}**",
+    code=lambda t: f"`{t}`",
+    text=lambda t: t,
+    signed=lambda d: f"{d:+.2f}",
+)
+LATEX = Style(
+    name="latex",
+    pm=r" $\pm$ ",
+    dash="--",
+    star="$^{*}$",
+    delta=r"$\Delta$",
+    na_marks={NA_UNREADABLE: "$^{1}$", NA_UNREPORTED: "$^{2}$"},
+    bold=lambda t: rf"\textbf{{{t}}}",
+    code=lambda t: rf"\texttt{{{latex_escape(t)}}}",
+    text=latex_escape,
+    signed=lambda d: f"${d:+.2f}$",
+)
+
+
+def mean_std_text(mean: float | None, std: float | None, n: int, style: Style) -> str:
+    """``97.41 ± 0.52`` in percent (the std only with 2 or more seeds); a dash when unmeasured."""
+    if mean is None:
+        return style.dash
+    if n < 2 or std is None:
+        return f"{mean:.2f}"
+    return f"{mean:.2f}{style.pm}{std:.2f}"
+
+
+# --- the quick table of `cirbench run` / `cirbench table` ---------------------------------------
+
+
+def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()) -> str:
+    """Methods as rows, metrics (in %) as columns, ``n`` = number of seeds."""
+    if df.empty:
+        return "no result records"
+    summary = summarize(df, order)
+    metrics = metric_columns(df)
+    # Labels carry the profile only when several profiles are mixed in one table.
+    show_profile = summary["profile"].nunique() > 1
+    labels = [
+        row_label(str(m), str(p) if show_profile else None, str(o))
+        for m, p, o in zip(summary["method"], summary["profile"], summary["overrides"], strict=True)
+    ]
+    if fmt == "csv":
+        flat = summary.drop(columns=["profile", "overrides"]).assign(method=labels)
+        return str(flat.to_csv(index=False))
+    style = MARKDOWN if fmt == "md" else LATEX
+    rows = [
+        [
+            style.code(label) if style is LATEX else label,
+            str(int(r["n"])),
+            *(
+                mean_std_text(percent(r[f"{m}_mean"]), percent(r[f"{m}_std"]), int(r["n"]), style)
+                for m in metrics
+            ),
+        ]
+        for label, (_, r) in zip(labels, summary.iterrows(), strict=True)
+    ]
+    if style is LATEX:
+        heads = ["method", "$n$", *(rf"{latex_escape(m)} (\%)" for m in metrics)]
+        return latex_tabular([" & ".join(heads) + r" \\"], rows, numeric=len(metrics) + 1)
+    heads = ["method", "n", *(f"{m} (%)" for m in metrics)]
+    return str(tabulate(rows, headers=heads, tablefmt="github", disable_numparse=True))
+
+
+# --- the report's tables: ours beside reported, with notes ---------------------------------------
+
+
+def ours_text(cell: Cell, row_n: int, style: Style) -> str:
+    text = mean_std_text(cell.mean, cell.std, cell.n, style)
+    if cell.mean is None:
+        return text
+    if cell.best:
+        text = style.bold(text)
+    if cell.n != row_n:
+        text += f" (n={cell.n})"
+    if cell.significant:
+        text += style.star
+    return text
+
+
+def reported_text(cell: Cell, style: Style) -> str:
+    entry = cell.reported
+    if entry is None or entry.value is None:
+        return "n/a" + style.na_marks[cell.na_reason or NA_UNREPORTED]
+    text = f"{entry.value:.2f}"
+    return text + (f"{style.pm}{entry.ci95:.2f}" if entry.ci95 is not None else "")
+
+
+def diff_text(cell: Cell, style: Style) -> str:
+    return style.dash if cell.diff is None else style.signed(cell.diff)
+
+
+def footnotes(table: TaskTable, style: Style) -> list[str]:
+    code, esc = style.code, style.text
+    notes = [
+        "Values in percent: ours = mean "
+        + style.pm.strip()
+        + " sample std over n seeds (one record per seed); "
+        + style.delta
+        + " = ours - reported"
+        + ", in percentage points. Bold: best mean of the column "
+        "(lower is better for error; ci95 columns are not ranked)."
+    ]
+    if table.tests:
+        pairs = sorted({(r.label, r.baseline) for r in table.rows if r.baseline})
+        versus = ", ".join(f"{code(a)} vs {code(str(b))}" for a, b in pairs)
+        perts = sorted({p for r in table.rows if r.baseline for p in perturbations_of(r.method)})
+        alpha = (
+            f"p < {ALPHA} (two-sided, alpha = {ALPHA})"
+            if style is MARKDOWN
+            else rf"$p < {ALPHA}$ (two-sided, $\alpha = {ALPHA}$)"
+        )
+        notes.append(
+            f"{style.star} differs from the same method without "
+            f"{' / '.join(code(p) for p in perts)} ({versus}) with {alpha}"
+            f"; test: {esc('; '.join(table.tests))}. "
+            "Unmarked: not significant, or fewer than 2 seeds on a side."
+        )
+    cells = [c for r in table.rows for m, c in r.cells.items() if not table.is_interval(m)]
+    if any(c.na_reason == NA_UNREADABLE for c in cells):
+        notes.append(
+            f"n/a{style.na_marks[NA_UNREADABLE]} reported by the cited paper but not readable "
+            "here; the value is left empty in cirbench/reported.yaml, never guessed."
+        )
+    if any(c.na_reason == NA_UNREPORTED for c in cells):
+        notes.append(
+            f"n/a{style.na_marks[NA_UNREPORTED]} no paper in cirbench/reported.yaml reports this "
+            "method and metric on this task."
+        )
+    for e in table.sources:
+        notes.append(
+            f"Reported {code(str(e.method))} {esc(e.metric)}: {esc(e.label)}"
+            f"{esc(f' ({e.backbone})' if e.backbone else '')}, {esc(e.citation)}"
+            f"{esc(f'; protocol: {e.protocol}' if e.protocol else '')}."
+        )
+    for e in table.unmatched:
+        value = "n/a" if e.value is None else f"{e.value:.2f}"
+        why = "not implemented in cirbench" if e.method is None else f"{code(e.method)} not run yet"
+        notes.append(
+            f"Also reported, {why}: {esc(e.label)}"
+            f"{esc(f' ({e.backbone})' if e.backbone else '')} {esc(e.metric)} = {value}, "
+            f"{esc(e.citation)}."
+        )
+    return notes
+
+
+def _parts(table: TaskTable, metric: str) -> int:
+    """Columns per metric: ours, reported, difference; a ci95 width shows ours only."""
+    return 1 if table.is_interval(metric) else 3
+
+
+def _cells(table: TaskTable, cell: Cell, metric: str, row_n: int, style: Style) -> list[str]:
+    ours = ours_text(cell, row_n, style)
+    if table.is_interval(metric):
+        return [ours]
+    return [ours, reported_text(cell, style), diff_text(cell, style)]
+
+
+def markdown_table(table: TaskTable) -> str:
+    header = ["method", "n"]
+    for m in table.metrics:
+        header += [f"{m} ours", f"{m} reported", f"{m} Δ"][: _parts(table, m)]
+    rows = []
+    for r in table.rows:
+        line = [MARKDOWN.code(r.label), str(r.n)]
+        for m in table.metrics:
+            line += _cells(table, r.cells[m], m, r.n, MARKDOWN)
+        rows.append(line)
+    body = str(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))
+    notes = "\n".join(f"- {n}" for n in footnotes(table, MARKDOWN))
+    return f"{body}\n\n{notes}\n"
+
+
+def latex_tabular(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: int) -> str:
+    """The one LaTeX table body of cirbench: a booktabs ``tabular`` with one left-aligned label
+    column and ``numeric`` right-aligned columns. ``header`` holds whole LaTeX lines; cells are
+    LaTeX already (see :data:`LATEX`)."""
+    lines = [r"\begin{tabular}{l" + "r" * numeric + "}", r"\toprule", *header, r"\midrule"]
+    lines += [" & ".join(r) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+_FIT_WIDTH = r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"
+
+
+def latex_table(table: TaskTable) -> str:
+    """A ``table`` float with a booktabs ``tabular``; needs ``\\usepackage{booktabs}`` and
+    ``\\usepackage{graphicx}``: a tabular wider than the line is scaled down to fit it."""
+    parts = [_parts(table, m) for m in table.metrics]
+    starts = [3 + sum(parts[:i]) for i in range(len(parts))]
+    names = ["ours", "rep.", "$\\Delta$"]
+    groups = (
+        rf"\multicolumn{{{k}}}{{c}}{{{latex_escape(m)}}}"
+        for m, k in zip(table.metrics, parts, strict=True)
+    )
+    header = [
+        " & & " + " & ".join(groups) + r" \\",
+        " ".join(rf"\cmidrule(lr){{{a}-{a + k - 1}}}" for a, k in zip(starts, parts, strict=True)),
+        "method & $n$ & " + " & ".join(" & ".join(names[:k]) for k in parts) + r" \\",
+    ]
+    rows = []
+    for r in table.rows:
+        cells = [LATEX.code(r.label), str(r.n)]
+        for m in table.metrics:
+            cells += _cells(table, r.cells[m], m, r.n, LATEX)
+        rows.append(cells)
+    lines = [
+        f"% Generated by `cirbench report` from result records; do not edit. Task: {table.task}",
+        r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (scales down when too wide)",
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{{latex_escape(table.task)}: ours vs reported (\%)}}",
+        rf"\label{{tab:{table.task}}}",
+        r"\sbox0{%",
+        latex_tabular(header, rows, numeric=1 + sum(parts)) + "}",
+        _FIT_WIDTH,
+        "",
+        r"\par\smallskip\raggedright",
+        *(rf"{note}\par" for note in footnotes(table, LATEX)),
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(table: TaskTable) -> str:
+    """Tidy CSV: one line per (row, metric); empty fields where a value is unknown."""
+    out = []
+    for r in table.rows:
+        for m in table.metrics:
+            c = r.cells[m]
+            e = c.reported
+            out.append(
+                {
+                    "task": table.task,
+                    "method": r.method,
+                    "profile": r.profile,
+                    "overrides": r.overrides,
+                    "metric": m,
+                    "n": c.n,
+                    "mean": c.mean,
+                    "std": c.std,
+                    "best": c.best,
+                    "reported": e.value if e else None,
+                    "reported_ci95": e.ci95 if e else None,
+                    "diff": c.diff,
+                    "source": e.citation if e else None,
+                    "baseline": r.baseline,
+                    "test": c.test,
+                    "p_value": c.p_value,
+                    "significant": c.significant,
+                }
+            )
+    return str(pd.DataFrame(out).to_csv(index=False, float_format="%.6g"))

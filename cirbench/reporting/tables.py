@@ -1,0 +1,291 @@
+"""Per-task tables computed from records: mean and sample std over seeds per (method, profile,
+overrides), ours beside the reported numbers of ``cirbench/reported.yaml``, and the test of each
+perturbed method against the same method without its perturbations (Welch over seeds, or paired
+over shared few-shot episodes). Nothing here formats text: see :mod:`cirbench.reporting.render`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cirbench.config import Overrides
+from cirbench.errors import CirbenchError
+from cirbench.methods import MethodSpec
+from cirbench.reported import Reported, ReportedEntry
+from cirbench.reporting.records import RecordSet, metric_columns
+from cirbench.tasks import default_methods, metric_info, task_metrics
+
+
+def row_label(method: str, profile: str | None, overrides: str) -> str:
+    label = method if not profile else f"{method} [{profile}]"
+    return f"{label} ({overrides})" if overrides else label
+
+
+def summarize(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (method, profile, overrides): n seeds, and mean and std of every metric.
+
+    ``order`` lists methods to show first (e.g. a task's default methods); others follow sorted.
+    """
+    metrics = metric_columns(df)
+    keys = ["method", "profile", "overrides"]
+    df = df.assign(profile=df["profile"].fillna(""), overrides=df["overrides"].fillna(""))
+    grouped = df.groupby(keys, sort=False)
+    summary = grouped[metrics].agg(["mean", "std"])
+    summary.columns = [f"{col[0]}_{col[1]}" for col in summary.columns]
+    summary["n"] = grouped.size()
+    summary = summary.reset_index()
+    rank = {m: i for i, m in enumerate(order)}
+    summary["_rank"] = [rank.get(m, len(rank)) for m in summary["method"]]
+    summary = summary.sort_values(["_rank", "method", "profile", "overrides"], kind="stable")
+    return summary.drop(columns="_rank").reset_index(drop=True)
+
+
+ALPHA = 0.05
+SIGNIFICANT = "*"
+NA_UNREADABLE = 1  # footnote: the paper reports it, we could not read it
+NA_UNREPORTED = 2  # footnote: no paper in reported.yaml reports it
+WELCH = "Welch's t-test over seeds"
+PAIRED = "paired t-test over shared few-shot episodes (per-episode accuracy averaged over seeds)"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (row, metric): ours in percent, the reported value, their difference, the test."""
+
+    mean: float | None
+    std: float | None
+    n: int
+    reported: ReportedEntry | None = None
+    na_reason: int | None = None  # NA_UNREADABLE or NA_UNREPORTED when there is no value
+    p_value: float | None = None
+    test: str | None = None  # WELCH or PAIRED when the row has a baseline
+    best: bool = False
+
+    @property
+    def diff(self) -> float | None:
+        value = self.reported.value if self.reported else None
+        return None if self.mean is None or value is None else self.mean - value
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    method: str
+    profile: str
+    overrides: str
+    n: int
+    cells: Mapping[str, Cell]
+    baseline: str | None = None  # label of the row this one is tested against
+
+    @property
+    def tests(self) -> list[str]:
+        """The tests used for this row's cells (paired where episodes are shared, else Welch)."""
+        return sorted({c.test for c in self.cells.values() if c.test})
+
+
+@dataclass(frozen=True)
+class TaskTable:
+    task: str
+    metrics: tuple[str, ...]
+    rows: tuple[Row, ...]
+    sources: tuple[ReportedEntry, ...]  # entries shown in the table, for the citations
+    unmatched: tuple[ReportedEntry, ...]  # entries of the task no row of ours corresponds to
+
+    def is_interval(self, metric: str) -> bool:
+        """A 95% half-width column: ours only, never ranked or tested."""
+        return metric_info(self.task, metric).interval
+
+    @property
+    def tests(self) -> list[str]:
+        return sorted({t for r in self.rows for t in r.tests})
+
+
+def perturbations_of(method: str) -> tuple[str, ...]:
+    """The perturbations of a registered method spec; none for anything else (a record's method
+    that this install does not know, or a spec without a loss)."""
+    try:
+        return MethodSpec.parse(method).perturbations
+    except CirbenchError:
+        return ()
+
+
+def baseline_of(method: str) -> str | None:
+    """``cir+X`` -> ``X``: the same losses without the perturbations, else None."""
+    if not perturbations_of(method):
+        return None
+    return MethodSpec.parse(method).without_perturbations().name
+
+
+def baseline_key(key: tuple[str, str, str]) -> tuple[str, str, str] | None:
+    """The row a perturbed method's row is tested against: its baseline method with the same
+    profile and the same ``--set`` items but those of the perturbations."""
+    base = baseline_of(key[0])
+    if base is None:
+        return None
+    overrides = Overrides.parse(key[2].split()).without(perturbations_of(key[0]))
+    return (base, key[1], str(overrides))
+
+
+def percent(value: Any) -> float | None:
+    """A fraction as percent; None for a missing value."""
+    return None if value is None or pd.isna(value) else 100.0 * float(value)
+
+
+def _select(df: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
+    method, profile, overrides = key
+    return df[
+        (df["method"] == method) & (df["profile"] == profile) & (df["overrides"] == overrides)
+    ]
+
+
+def _group_values(df: pd.DataFrame, key: tuple[str, str, str], metric: str) -> list[float]:
+    sel = _select(df, key)
+    return [float(v) for v in sel[metric].dropna()] if metric in sel else []
+
+
+def _episodes(
+    details: Mapping[str, Mapping[str, Any]], paths: Sequence[str], metric: str
+) -> tuple[tuple[Any, Any], np.ndarray] | None:
+    """Per-episode accuracies averaged over a row's records, when all share one episode set."""
+    keys, arrays = set(), []
+    for path in paths:
+        d = details.get(path, {})
+        per = d.get("episodes", {}).get(metric) if isinstance(d.get("episodes"), dict) else None
+        if per is None or "episode_seed" not in d or "n_episodes" not in d:
+            return None
+        keys.add((d["episode_seed"], d["n_episodes"]))
+        arrays.append(np.asarray(per, dtype=float))
+    if len(keys) != 1 or len({a.shape for a in arrays}) != 1:
+        return None
+    return keys.pop(), np.mean(arrays, axis=0)
+
+
+def significance(
+    df: pd.DataFrame,
+    details: Mapping[str, Mapping[str, Any]],
+    row: tuple[str, str, str],
+    base: tuple[str, str, str],
+    metric: str,
+) -> tuple[str, float | None]:
+    """(test name, p) for ``row`` vs ``base``: paired over shared episodes, else Welch."""
+
+    paths = {key: list(_select(df, key)["path"]) for key in (row, base)}
+    ep_row = _episodes(details, paths[row], metric)
+    ep_base = _episodes(details, paths[base], metric)
+    if ep_row and ep_base and ep_row[0] == ep_base[0] and len(ep_row[1]) > 1:
+        p = float(stats.ttest_rel(ep_row[1], ep_base[1]).pvalue)
+        return PAIRED, None if np.isnan(p) else p
+    a, b = _group_values(df, row, metric), _group_values(df, base, metric)
+    if len(a) < 2 or len(b) < 2:
+        return WELCH, None
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return WELCH, None if np.isnan(p) else p
+
+
+def _choose(entries: Sequence[ReportedEntry]) -> ReportedEntry | None:
+    """The entry a cell shows: the first with a readable value, else the first."""
+    readable = [e for e in entries if e.value is not None]
+    return next(iter(readable or entries), None)
+
+
+def _mark_best(task: str, rows: list[Row], metrics: Sequence[str]) -> list[Row]:
+    best: dict[str, float] = {}
+    for m in metrics:
+        info = metric_info(task, m)
+        if info.interval:
+            continue
+        values = [round(c.mean, 2) for r in rows if (c := r.cells[m]).mean is not None]
+        if values:
+            best[m] = min(values) if info.lower_is_better else max(values)
+
+    def mark(row: Row) -> Row:
+        cells = {
+            m: replace(c, best=c.mean is not None and round(c.mean, 2) == best.get(m))
+            for m, c in row.cells.items()
+        }
+        return replace(row, cells=cells)
+
+    return [mark(r) for r in rows]
+
+
+def task_metric_order(task: str, df: pd.DataFrame) -> tuple[str, ...]:
+    """The task's declared metric order first, then any other metric in the records."""
+    present = [m for m in metric_columns(df) if df[m].notna().any()]
+    declared = [m for m in (task_metrics(task) or ()) if m in present]
+    return (*declared, *sorted(m for m in present if m not in declared))
+
+
+def build_task_table(
+    task: str,
+    df: pd.DataFrame,
+    reported: Reported,
+    details: Mapping[str, Mapping[str, Any]] | None = None,
+    order: Sequence[str] = (),
+) -> TaskTable:
+    """One table: a row per (method, profile, overrides) of ``df`` (one task's records)."""
+    details = details or {}
+    df = df.assign(profile=df["profile"].fillna(""), overrides=df["overrides"].fillna(""))
+    metrics = task_metric_order(task, df)
+    summary = summarize(df, order)
+    keys = [
+        (str(m), str(p), str(o)) for m, p, o in summary[["method", "profile", "overrides"]].values
+    ]
+    show_profile = summary["profile"].nunique() > 1
+    labels = {k: row_label(k[0], k[1] if show_profile else None, k[2]) for k in keys}
+    rows, shown = [], []
+    for key, (_, s) in zip(keys, summary.iterrows(), strict=True):
+        base = baseline_key(key)
+        base = base if base in labels else None
+        cells = {}
+        for m in metrics:
+            entries = reported.lookup(task, key[0], m)
+            entry = _choose(entries)
+            shown += [entry] if entry else []
+            reason = (
+                NA_UNREPORTED if entry is None else (NA_UNREADABLE if entry.value is None else None)
+            )
+            test, p = None, None
+            if base is not None and not metric_info(task, m).interval:  # no test on widths
+                test, p = significance(df, details, key, base, m)
+            cells[m] = Cell(
+                mean=percent(s[f"{m}_mean"]),
+                std=percent(s[f"{m}_std"]),
+                n=len(_group_values(df, key, m)),
+                reported=entry,
+                na_reason=reason,
+                p_value=p,
+                test=test,
+            )
+        rows.append(
+            Row(
+                labels[key],
+                key[0],
+                key[1],
+                key[2],
+                int(s["n"]),
+                cells,
+                labels[base] if base else None,
+            )
+        )
+    ours = {k[0] for k in keys}
+    unmatched = tuple(e for e in reported.for_task(task) if e.method not in ours)
+    best = tuple(_mark_best(task, rows, metrics))
+    return TaskTable(task, metrics, best, tuple(dict.fromkeys(shown)), unmatched)
+
+
+def task_table(task: str, records: RecordSet, reported: Reported) -> TaskTable:
+    df = records.task(task)
+    details = {
+        p: r.get("details") or {} for p, r in records.records.items() if r.get("task") == task
+    }
+    return build_task_table(task, df, reported, details, default_methods(task))
