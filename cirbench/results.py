@@ -26,6 +26,8 @@ from typing import Any, BinaryIO
 import pandas as pd
 import torch
 
+from cirbench.config import Overrides
+from cirbench.errors import CirbenchError
 from cirbench.exact import DEFAULT, EXACT
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,9 @@ def record_problem(record: Any) -> str | None:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         return f"not a cirbench result record (no {', '.join(missing)})"
+    schema = record["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
+        return f"schema {schema!r} is not one this cirbench reads (1..{SCHEMA}); upgrade cirbench"
     if not isinstance(record["task"], str) or not isinstance(record["method"], str):
         return "task and method must be strings"
     if not record["task"] or not record["method"]:
@@ -227,6 +232,10 @@ def record_problem(record: Any) -> str | None:
         not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides)
     ):
         return "overrides must be a list of strings"
+    try:
+        Overrides.parse(overrides or [])
+    except CirbenchError as exc:
+        return f"overrides: {exc}"
     for key in ("provenance", "reproducibility", "details", "config", "dataset"):
         if not _optional(record, key, dict):
             return f"{key} must be a mapping"
@@ -277,7 +286,7 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         "method": record["method"],
         "seed": record["seed"],
         "profile": record.get("profile"),
-        "overrides": " ".join(record.get("overrides") or []),
+        "overrides": str(Overrides.parse(record.get("overrides") or [])),
         "config_hash": record["config_hash"],
         "wall_time_s": record.get("wall_time_s"),
         "device": (record.get("provenance") or {}).get("device"),

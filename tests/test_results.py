@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cirbench.results import config_hash, load_records, read_record, record_path, write_record
+from cirbench.results import (
+    SCHEMA,
+    config_hash,
+    load_records,
+    read_record,
+    record_path,
+    record_problem,
+    write_record,
+)
 
 
 def record(task: str = "digits", method: str = "ce", seed: int = 0, **metrics: float) -> dict:
@@ -59,6 +67,22 @@ def test_foreign_and_corrupt_files_are_skipped_with_a_warning(tmp_path: Path, ca
     for name in ("truncated.json", "foreign.json", "binary.json"):
         assert name in caplog.text
     assert read_record(runs / "foreign.json") is None
+
+
+def test_schema_version_and_overrides_are_checked() -> None:
+    assert record_problem(record()) is None
+    newer = {**record(), "schema": SCHEMA + 1}
+    assert "upgrade cirbench" in (record_problem(newer) or "")
+    assert "schema" in (record_problem({**record(), "schema": "1"}) or "")
+    bad = {**record(), "overrides": ["epochs=3"]}
+    assert "SECTION.FIELD=VALUE" in (record_problem(bad) or "")
+
+
+def test_overrides_column_is_the_canonical_form(tmp_path: Path) -> None:
+    """Records written with --set in another order group with these (one Overrides form)."""
+    rec = {**record(), "overrides": ["train.epochs=3", "cir.p=0.2"]}
+    write_record(tmp_path / "runs" / "digits" / "a.json", rec)
+    assert list(load_records(tmp_path)["overrides"]) == ["cir.p=0.2 train.epochs=3"]
 
 
 WRITER = """
