@@ -4,11 +4,8 @@ module that forgets to register fails here."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib
 import math
-import pkgutil
 import typing
 from pathlib import Path
 
@@ -89,39 +86,3 @@ def test_every_task_has_valid_profiles_a_smoke_one_and_buildable_defaults(name: 
     for spec in task.default_methods:
         method = build_method(spec, CTX, defaults=task.method_defaults)
         check_requirements(method, task.provides, name)
-
-
-def imports_of(module: str) -> set[str]:
-    """cirbench modules imported by ``module`` at import time (module level, not in functions)."""
-    path = Path(importlib.import_module(module).__file__ or "")
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
-    modules = {m.name for m in pkgutil.walk_packages([str(PACKAGE)], "cirbench.")}
-    return {m for m in found if m in modules and m != module}
-
-
-def test_module_level_imports_have_no_cycle() -> None:
-    found = pkgutil.walk_packages([str(PACKAGE)], "cirbench.")
-    modules = sorted(m.name for m in found if m.name != "cirbench.__main__")
-    graph = {m: imports_of(m) for m in modules}
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
-                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
-            if nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
-
-    for module in modules:
-        if module not in state:
-            visit(module, [module])
