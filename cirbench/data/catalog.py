@@ -404,6 +404,18 @@ def require_dataset(
     return dataset_folder(entry, root)
 
 
+def catalog_folder(name: str, root: Path) -> Path:
+    """Where datasets.yaml says dataset ``name`` lives under ``root`` (it may not exist)."""
+    return dataset_folder(load_catalog()[name], root)
+
+
+def existing_folder(name: str, root: Path) -> Path:
+    """The dataset's folder when it exists: its reader then checks the layout and names the
+    exact problem; when it does not, :func:`require_dataset`'s message says where to put what."""
+    folder = catalog_folder(name, root)
+    return folder if folder.is_dir() else require_dataset(name, root)
+
+
 def failure_message(status: DatasetStatus) -> str:
     """Everything a user needs to fix a missing or corrupt dataset, one fact per line."""
     entry = status.entry

@@ -62,7 +62,7 @@ def episode_accuracies(
     query_idx = torch.from_numpy(episodes.query).to(feats.device).reshape(n_eps, -1)
     out = []
     for start in range(0, n_eps, chunk):
-        # F.embedding is a row gather ~3x faster than advanced indexing on CPU.
+        # F.embedding: a row gather, faster than advanced indexing on CPU (design-measurements).
         sup = F.embedding(support_idx[start : start + chunk], feats)
         qry = F.embedding(query_idx[start : start + chunk], feats)
         pred = prototype_scores(sup, qry, distance).argmax(dim=-1)

@@ -231,6 +231,19 @@ def build_method(
     applied over the paper defaults; ``overrides`` (from ``--set``) are applied last. Sections of
     either mapping that name components not in ``spec`` are ignored here; the CLI checks that
     every ``--set`` section is used by at least one method.
+
+    Examples:
+        >>> import torch
+        >>> import cirbench.methods  # registers the components
+        >>> method = build_method(
+        ...     "triplet+cir", MethodContext(num_classes=4, feature_dim=8), {"cir": {"p": "1.0"}}
+        ... )
+        >>> method.name, method.perturbations[0].cfg.p, sorted(method.requires)
+        ('cir+triplet', 1.0, ['features'])
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> terms = method(torch.randn(8, 8), labels, head=None)
+        >>> sorted(terms), terms["total"].shape
+        (['total', 'triplet'], torch.Size([]))
     """
     parsed = MethodSpec.parse(spec)
     perturbations: list[Perturbation] = []

@@ -25,15 +25,13 @@ re-implementations. Mixed precision and channels_last on CUDA come from the engi
 
 ``smoke`` (``cifar10``, ``cifar100``): the small :class:`~cirbench.models.cifar_cnn.CifarCNN`, one
 epoch on the first 2,560 training images, the whole test set: checks the pipeline end to end on a
-CPU in about a minute; its numbers mean nothing.
+CPU; its numbers mean nothing.
 
-``cifar10-subset`` (all our choices, sized for 3 methods x 3 seeds in about 7 minutes on 2 CPU
-cores): ``CifarCNN`` (width 32), SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 64, cosine
-over 5 epochs, no augmentation. Measured side by side with ``ce`` on this 2-core CPU (seed 0):
-6 epochs at batch 64 reach 53.4% top-1 without augmentation and 8 epochs with it 50.3%; at
-batch 128, 4 epochs give 48.2% without and 39.0% with it. In so short a schedule the
-augmentation costs more accuracy than it saves from over-fitting, so it is off
-(``--set train.augment=true`` turns it on).
+``cifar10-subset`` (all our choices, sized so that 3 methods x 3 seeds run on a 2-core CPU; the
+committed records' ``wall_time_s`` give the time per run): ``CifarCNN`` (width 32), SGD momentum
+0.9, lr 0.05, weight decay 5e-4, batch 64, cosine over 5 epochs, no augmentation: in so short a
+schedule the augmentation cost more accuracy than it saved from over-fitting (the measurements
+are in docs/design-measurements.md; ``--set train.augment=true`` turns it on).
 """
 
 from __future__ import annotations

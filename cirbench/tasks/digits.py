@@ -63,7 +63,7 @@ class Digits(Task[TrainConfig, DigitsData]):
     default_methods = ("ce", "ls", "cir+ce", "triplet", "cir+triplet")
     metrics = ("top1", "recall@1", "mAP")
     profiles: ClassVar[dict[str, TrainConfig]] = {
-        # Adam, constant lr; sized so 5 methods x 3 seeds finish in about a minute on 2 cores.
+        # Adam, constant lr; sized so 5 methods x 3 seeds run in minutes on 2 CPU cores.
         "default": TrainConfig(epochs=20, batch_size=128, lr=3e-3, weight_decay=5e-4),
         "smoke": TrainConfig(epochs=2, batch_size=128, lr=3e-3, weight_decay=5e-4),
     }

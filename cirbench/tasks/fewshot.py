@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cirbench.data.catalog import require_dataset
+from cirbench.data.catalog import catalog_folder, existing_folder, require_dataset
 from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
 from cirbench.data.fingerprint import data_fingerprint
 from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
@@ -68,7 +68,6 @@ from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 OMNIGLOT_TRAIN = ("images_background_small1", "images_background_small2")
 OMNIGLOT_TEST = "images_evaluation"
 ROTATIONS = 4
-TIERED_FOLDER = "tiered-imagenet"
 #: ImageNet channel statistics, the usual normalisation of tieredImageNet inputs.
 
 
@@ -188,7 +187,7 @@ class OmniglotData:
 
 
 def omniglot_folder(root: Path) -> Path:
-    folder = Path(root) / "omniglot"
+    folder = catalog_folder("omniglot", root)
     zips = [folder / f"{name}.zip" for name in (*OMNIGLOT_TRAIN, OMNIGLOT_TEST)]
     if all(z.exists() for z in zips) or not folder.is_dir():
         return require_dataset("omniglot", root)  # the zips, md5-checked
@@ -298,7 +297,7 @@ class Omniglot(FewShotTask[OmniglotData]):
     in_channels = 1
     profiles: ClassVar[Mapping[str, TrainConfig]] = {
         # Adam 1e-3 as Snell et al. 2017; 250 steps of P x K = 32 x 4 with rotated classes
-        # (ours): about 40 s per run on 2 idle CPU cores, so 3 methods x 3 seeds take ~7 min.
+        # (ours), sized for 3 methods x 3 seeds on a 2-core CPU (records' wall_time_s).
         "default": FewShotConfig(
             epochs=5, batch_size=128, lr=1e-3, k=4, steps_per_epoch=50, rotations=True
         ),
@@ -346,13 +345,6 @@ class Omniglot(FewShotTask[OmniglotData]):
 
 
 # --- tieredImageNet --------------------------------------------------------------------------
-
-
-def tiered_folder(root: Path) -> Path:
-    folder = Path(root) / TIERED_FOLDER
-    if not folder.is_dir():
-        return require_dataset("tieredimagenet", root)  # raises with where to put what
-    return folder
 
 
 def to_input(images: np.ndarray, device: torch.device | None = None) -> Tensor:
@@ -432,7 +424,7 @@ class TieredImageNet(FewShotTask[TieredSplit]):
     default_profile = "paper"
 
     def load(self, data_root: Path) -> FewShotData[TieredSplit]:
-        folder = tiered_folder(data_root)
+        folder = existing_folder(self.dataset, data_root)
         form = detect_form(folder)
         for split in SPLITS:
             check_class_count(split, split_classes(folder, split, form), self.expected_classes)

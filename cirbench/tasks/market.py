@@ -48,7 +48,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from cirbench.data.catalog import dataset_folder, load_catalog, require_dataset
+from cirbench.data.catalog import existing_folder, require_dataset
 from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cirbench.data.market import MarketData, ReidSplit, check_official_counts, read_market
 from cirbench.data.samplers import sharded_pk_sampler
@@ -190,15 +190,6 @@ def clean_loader_errors(loader: DataLoader[tuple[Tensor, int]]) -> Iterator[tupl
         raise CirbenchError(last.split("CirbenchError: ", 1)[-1]) from None
 
 
-def market_folder(name: str, data_root: Path) -> Path:
-    """The dataset folder: the layout and names are checked before the catalogue's counts, so a
-    wrong tree gets the most specific message."""
-    folder = dataset_folder(load_catalog()[name], data_root)
-    if not folder.is_dir():
-        return require_dataset(name, data_root)  # raises: where to put what
-    return folder
-
-
 @dataclass(frozen=True)
 class MarketTaskData(TaskData):
     """The read tree: training split (relabelled ids), query and gallery."""
@@ -257,8 +248,9 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
     method_defaults: ClassVar[dict[str, dict[str, float]]] = {}
 
     def load(self, data_root: Path) -> MarketTaskData:
-        folder = market_folder(self.dataset, data_root)
-        data = read_market(folder)
+        # the layout and names are checked before the catalogue's counts: the most specific
+        # message for a wrong tree
+        data = read_market(existing_folder(self.dataset, data_root))
         require_dataset(self.dataset, data_root)  # file counts of datasets.yaml
         check_official_counts(data.counts)
         log.info("market1501: %s (%d junk gallery files dropped)", data.counts, data.junk_dropped)
