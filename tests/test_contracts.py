@@ -56,7 +56,7 @@ def test_every_component_gives_a_finite_scalar_with_a_gradient(key: str) -> None
     head = nn.Linear(CTX.feature_dim, CTX.num_classes)
     terms = method(features, labels, head)
     total = terms["total"]
-    assert total.dim() == 0 and math.isfinite(float(total))
+    assert total.dim() == 0 and math.isfinite(float(total.detach()))
     total.backward()
     assert features.grad is not None and torch.isfinite(features.grad).all()
 
@@ -73,6 +73,53 @@ def test_every_component_refuses_bad_overrides(key: str) -> None:
     if key in LOSSES:
         with pytest.raises(CirbenchError, match="weight must be >= 0"):
             component_config(key, {key: {"weight": "-1"}})
+
+
+#: Values outside each component's domain (beyond the generic cases above): every registered
+#: component must list its own, so a new component cannot skip its domain checks.
+OUT_OF_DOMAIN: dict[str, list[tuple[str, str]]] = {
+    "ce": [("weight", "abc")],
+    "center": [("lr", "abc"), ("weight", "0"), ("weight", "-1e-4"), ("lr", "0"), ("mu", "1")],
+    "cir": [
+        ("p", "1.5"),
+        ("p", "-0.1"),
+        ("p", "half"),
+        ("strength", "-0.1"),
+        ("strength", "1.1"),
+        ("momentum", "1.0"),
+        ("momentum", "-0.5"),
+        ("strength_mode", "gaussian"),
+        ("target", "nearest"),
+        ("centroids", "global"),
+        ("normalize_input", "maybe"),
+    ],
+    "circle": [("m", "abc"), ("gamma", "0"), ("gamma", "-1"), ("m", "1.0"), ("m", "-0.1")],
+    "circle-cls": [("m", "1.5"), ("gamma", "0"), ("lr", "0"), ("weight_decay", "-1")],
+    "ls": [("eps", "1.0"), ("eps", "-0.1")],
+    "oim": [("scalar", "0"), ("momentum", "1.0"), ("queue_size", "-1"), ("normalize", "maybe")],
+    "proto": [("n_support", "0"), ("n_support", "1.5")],
+    "triplet": [
+        ("margin", "abc"),
+        ("distance", "manhattan"),
+        ("margin", "-1"),
+        ("soft_margin", "maybe"),
+    ],
+}
+
+
+def test_every_component_lists_its_out_of_domain_values() -> None:
+    assert set(OUT_OF_DOMAIN) == set(METHODS)
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value"),
+    [(k, f, v) for k, cases in sorted(OUT_OF_DOMAIN.items()) for f, v in cases],
+)
+def test_out_of_domain_overrides_are_refused_naming_the_set(
+    key: str, field: str, value: str
+) -> None:
+    with pytest.raises(CirbenchError, match=f"--set {key}"):
+        build_method(spec_for(key), CTX, overrides={key: {field: value}})
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

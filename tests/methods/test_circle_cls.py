@@ -66,10 +66,3 @@ def test_loss_decreases_when_features_align_with_their_proxy() -> None:
     aligned = loss.proxies.detach().clone()
     random = torch.randn(3, 4)
     assert float(loss(aligned, None, y)) < float(loss(random, None, y))
-
-
-def test_bad_config() -> None:
-    from cirbench.errors import CirbenchError
-
-    with pytest.raises(CirbenchError, match="m must be"):
-        build_method("circle-cls", MethodContext(3, 4), overrides={"circle-cls": {"m": "1.5"}})
