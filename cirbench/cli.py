@@ -1,4 +1,5 @@
-"""Command line: ``cirbench list|run|table|report|check|datasets``. Only this module prints.
+"""Command line: ``cirbench list|run|sweep|config|clean|table|report|check|datasets``. Only this
+module prints.
 
 User errors (unknown names, bad ``--set``, missing data) end with one message on stderr and exit
 status 2 and write no result record; programming errors keep their traceback.
@@ -17,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
 from tabulate import tabulate
 
 from cirbench import __version__, check, distributed, exact
 from cirbench.check import ALPHA, STATISTICAL_TOLERANCE
-from cirbench.config import Overrides, apply_overrides
+from cirbench.config import Overrides, apply_overrides, to_dict
 from cirbench.data.catalog import (
     check_dataset,
     explain,
@@ -31,7 +33,7 @@ from cirbench.data.catalog import (
 )
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods import METHODS, MethodSpec
-from cirbench.methods.base import check_sections
+from cirbench.methods.base import check_sections, component_config
 from cirbench.reported import load_reported
 from cirbench.reporting import (
     RecordSet,
@@ -46,9 +48,11 @@ from cirbench.reporting import (
 from cirbench.results import COMMITTED, MAX_SEED, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
 from cirbench.sweep import Outcome, expand, run_sweep
-from cirbench.tasks import TASKS
+from cirbench.tasks import TASKS, AnyTask
 
 log = logging.getLogger("cirbench")
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 MAX_SEEDS = 10_000  # more runs than any sweep here needs; a typo like 0-10000000 stops at once
@@ -141,6 +145,56 @@ def check_output_folder(out: Path, checkpoint: int) -> None:
         )
 
 
+def command_overrides(args: argparse.Namespace) -> Overrides:
+    """``--config FILE`` first, then every ``--set`` (a field in both: the flag wins)."""
+    flags = Overrides.parse(args.set or [])
+    return Overrides.from_yaml(Path(args.config)).then(flags) if args.config else flags
+
+
+def resolved_yaml(task: AnyTask, specs: Sequence[str], profile: str, overrides: Overrides) -> str:
+    """What a run would use: the profile's training config after overrides and each method
+    component's config (paper defaults, then the task's, then overrides)."""
+    cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
+    methods = {
+        spec: {
+            key: to_dict(component_config(key, overrides, task.method_defaults))
+            for key in MethodSpec.parse(spec).keys
+        }
+        for spec in specs
+    }
+    resolved = {"task": task.name, "profile": profile, "train": to_dict(cfg), "methods": methods}
+    return str(yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    task = TASKS.get(args.task)()
+    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
+    specs = list(dict.fromkeys(specs or task.default_methods))
+    overrides = command_overrides(args)
+    check_sections(overrides, specs)
+    print(resolved_yaml(task, specs, args.profile or task.default_profile, overrides), end="")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Delete checkpoints: those of finished runs (their record exists), or all with --all."""
+    out = Path(args.out)
+    removed, freed = 0, 0
+    for ckpt in sorted((out / "checkpoints").glob("*/*.pt")):
+        record = out / "runs" / ckpt.parent.name / ckpt.with_suffix(".json").name
+        if args.all or record.is_file():
+            freed += ckpt.stat().st_size
+            ckpt.unlink()
+            removed += 1
+    kept = len(list((out / "checkpoints").glob("*/*.pt")))
+    print(
+        f"removed {removed} checkpoint(s), {freed / 2**20:.1f} MiB, under {out / 'checkpoints'}; "
+        f"{kept} kept (runs without a record: resume them with --resume, or use --all)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     check_run_args(args)
     if args.exact and (code := setup_exact(args)) is not None:
@@ -151,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
     specs = list(dict.fromkeys(specs or task.default_methods))
     seeds = parse_seeds(args.seeds)
-    overrides = Overrides.parse(args.set or [])
+    overrides = command_overrides(args)
     check_sections(overrides, specs)
     profile = args.profile or task.default_profile
     cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
@@ -222,7 +276,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.methods.split(","),
         parse_seeds(args.seeds),
         args.profile,
-        args.set or [],
+        command_overrides(args).as_list(),
     )
     slurm = {
         "slurm_partition": args.partition,
@@ -416,6 +470,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0 if status.state == "found" else 1
 
 
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="overrides as 'section: {field: value}' YAML, checked like --set; --set wins",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cirbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cirbench {__version__}")
@@ -438,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="override a config field, e.g. triplet.margin=0.5 train.epochs=3 (repeatable)",
     )
+    add_config_argument(p)
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -472,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="e.g. 0-4 (default 0,1,2)")
     p.add_argument("--profile")
     p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
+    add_config_argument(p)
     p.add_argument("--launcher", choices=["local", "slurm"], default="local")
     p.add_argument("--max-parallel", type=int, default=1, help="cells running at once")
     p.add_argument("--partition", help="slurm partition")
@@ -482,6 +546,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=default_out(), help="as `run --out` (default outputs/)")
     p.add_argument("--data-root")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("config", help="print the resolved configuration a run would use")
+    p.add_argument("task")
+    p.add_argument("--method", help="comma-separated specs (default: the task's)")
+    p.add_argument("--profile")
+    p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
+    add_config_argument(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("clean", help="delete checkpoints of finished runs (--all: every one)")
+    p.add_argument("--out", default=default_out(), help="as `run --out` (default outputs/)")
+    p.add_argument("--all", action="store_true", help="also checkpoints of unfinished runs")
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("table", help="mean ± std over seeds of a task's records")
     p.add_argument("task")
@@ -588,4 +665,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CirbenchError as exc:
         print(f"cirbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        hint = (
+            "; the last finished epoch is checkpointed: rerun the same command with --resume"
+            if args.command == "run"
+            else ""
+        )
+        print(f"cirbench: interrupted{hint}", file=sys.stderr)
+        return INTERRUPTED
     return code

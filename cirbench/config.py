@@ -12,8 +12,11 @@ import math
 import types
 import typing
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+
+import yaml
 
 from cirbench.errors import CirbenchError
 
@@ -60,6 +63,38 @@ class Overrides(Mapping[str, Mapping[str, str]]):
             items[section, field] = value.strip()
         return cls((section, field, value) for (section, field), value in items.items())
 
+    @classmethod
+    def from_yaml(cls, path: Path) -> Overrides:
+        """The ``--config FILE.yaml`` form: ``section: {field: value}`` mappings, the same items
+        as ``--set section.field=value`` (lists for tuple fields, ``null`` for None), checked
+        the same way when applied."""
+        where = f"--config {path}"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CirbenchError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise CirbenchError(f"{where}: not YAML ({str(exc).splitlines()[0]})") from None
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise CirbenchError(
+                f"{where}: expected sections of fields, e.g. 'train: {{epochs: 3}}' and "
+                "'cir: {p: 0.2}'"
+            )
+        items = []
+        for section, fields in raw.items():
+            for field, value in fields.items():
+                if isinstance(value, dict):
+                    raise CirbenchError(f"{where}: {section}.{field} is a mapping, not a value")
+                items.append((str(section), str(field), _as_text(value)))
+        return cls(items)
+
+    def then(self, later: Overrides) -> Overrides:
+        """These items, with ``later``'s replacing any field both set (file first, then flags)."""
+        keys = {(s, f) for s, f, _ in later._items}
+        return Overrides([*(i for i in self._items if (i[0], i[1]) not in keys), *later._items])
+
     def __getitem__(self, section: str) -> Mapping[str, str]:
         return MappingProxyType(self._table[section])
 
@@ -91,6 +126,17 @@ class Overrides(Mapping[str, Mapping[str, str]]):
 
     def without(self, sections: Collection[str]) -> Overrides:
         return Overrides(item for item in self._items if item[0] not in sections)
+
+
+def _as_text(value: object) -> str:
+    """A YAML value as the text ``--set`` would give for it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_as_text(v) for v in value)
+    return str(value)
 
 
 def convert(value: str, annotation: Any, where: str) -> Any:

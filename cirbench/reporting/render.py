@@ -11,7 +11,6 @@ from typing import Literal
 import pandas as pd
 from tabulate import tabulate
 
-from cirbench.reporting.records import metric_columns
 from cirbench.reporting.tables import (
     ALPHA,
     NA_UNREADABLE,
@@ -22,6 +21,7 @@ from cirbench.reporting.tables import (
     perturbations_of,
     row_label,
     summarize,
+    task_metric_order,
 )
 
 Format = Literal["md", "latex", "csv"]
@@ -105,7 +105,8 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
     if df.empty:
         return "no result records"
     summary = summarize(df, order)
-    metrics = metric_columns(df)
+    tasks = df["task"].unique()
+    metrics = task_metric_order(str(tasks[0]) if len(tasks) == 1 else None, df)
     # Labels carry the profile only when several profiles are mixed in one table.
     show_profile = summary["profile"].nunique() > 1
     labels = [

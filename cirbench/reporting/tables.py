@@ -6,6 +6,7 @@ over shared few-shot episodes). Nothing here formats text: see :mod:`cirbench.re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -218,11 +219,17 @@ def _mark_best(task: str, rows: list[Row], metrics: Sequence[str]) -> list[Row]:
     return [mark(r) for r in rows]
 
 
-def task_metric_order(task: str, df: pd.DataFrame) -> tuple[str, ...]:
-    """The task's declared metric order first, then any other metric in the records."""
+def natural_key(name: str) -> list[str | int]:
+    """``recall@5`` before ``recall@10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def task_metric_order(task: str | None, df: pd.DataFrame) -> tuple[str, ...]:
+    """The task's declared metric order first, then any other metric in the records in natural
+    order (``task=None`` for records of several tasks)."""
     present = [m for m in metric_columns(df) if df[m].notna().any()]
-    declared = [m for m in (task_metrics(task) or ()) if m in present]
-    return (*declared, *sorted(m for m in present if m not in declared))
+    declared = [m for m in (task_metrics(task) or ()) if m in present] if task else []
+    return (*declared, *sorted((m for m in present if m not in declared), key=natural_key))
 
 
 def build_task_table(

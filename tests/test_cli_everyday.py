@@ -1,0 +1,95 @@
+"""Everyday commands: --config files, `cirbench config`, `cirbench clean`, Ctrl-C, metric order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import cirbench.cli as cli
+from cirbench.cli import INTERRUPTED, main
+from cirbench.reporting import format_table
+
+
+def resolved(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["config", "digits", *argv]) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_config_prints_the_resolved_profile_and_method_configs(capsys) -> None:
+    out = resolved(capsys, "--method", "triplet+cir", "--profile", "smoke")
+    assert out["task"] == "digits" and out["profile"] == "smoke"
+    assert out["train"]["epochs"] == 2 and out["train"]["lr"] == 3e-3
+    assert out["methods"]["cir+triplet"]["cir"]["p"] == 0.5
+    assert set(out["methods"]["cir+triplet"]) == {"cir", "triplet"}
+
+
+def test_config_file_then_set_flags_the_flag_wins(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {epochs: 7, milestones: [3, 5]}\ncir: {p: 0.2, target: random}\n")
+    out = resolved(capsys, "--method", "cir+ce", "--config", str(path), "--set", "cir.p=0.3")
+    assert out["train"]["epochs"] == 7 and out["train"]["milestones"] == [3, 5]
+    assert out["methods"]["cir+ce"]["cir"]["p"] == 0.3  # --set after the file
+    assert out["methods"]["cir+ce"]["cir"]["target"] == "random"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: [1, 2]", "expected sections of fields"),
+        ("train: {epochs: abc}", "--set train.epochs='abc': expected int"),
+        ("cir: {p: 2.0}", "--set cir"),
+        ("train: {epochs: {a: 1}}", "is a mapping"),
+        ("train: {epochs: 3", "not YAML"),
+    ],
+)
+def test_bad_config_files_exit_2_with_one_line(tmp_path: Path, capsys, text, message) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["config", "digits", "--method", "cir+ce", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys) -> None:
+    assert main(["config", "digits", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+
+
+def test_clean_removes_checkpoints_of_finished_runs_only(tmp_path: Path, capsys) -> None:
+    done = tmp_path / "checkpoints" / "digits" / "ce__seed0__abc.pt"
+    unfinished = tmp_path / "checkpoints" / "digits" / "ce__seed1__abc.pt"
+    for path in (done, unfinished):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"0" * 1024)
+    record = tmp_path / "runs" / "digits" / "ce__seed0__abc.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    assert main(["clean", "--out", str(tmp_path)]) == 0
+    assert not done.exists() and unfinished.exists()
+    assert "removed 1 checkpoint(s)" in capsys.readouterr().err
+    assert main(["clean", "--out", str(tmp_path), "--all"]) == 0
+    assert not unfinished.exists() and record.exists()
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path: Path, monkeypatch, capsys) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train_and_record", interrupted)
+    code = main(["run", "digits", "--method", "ce", "--seeds", "0", "--out", str(tmp_path)])
+    assert code == INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_tables_order_metrics_naturally_recall_5_before_10() -> None:
+    rows = [
+        {"task": "other", "method": "m", "seed": s, "profile": "", "overrides": "", "path": str(s)}
+        | {"recall@10": 0.9, "recall@5": 0.8, "recall@1": 0.5}
+        for s in range(2)
+    ]
+    header = format_table(pd.DataFrame(rows)).splitlines()[0]
+    assert header.index("recall@1 ") < header.index("recall@5 ") < header.index("recall@10 ")
