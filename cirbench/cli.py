@@ -34,6 +34,7 @@ from cirbench.data.catalog import (
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods import METHODS, MethodSpec
 from cirbench.methods.base import check_sections, component_config
+from cirbench.plugins import load_plugins
 from cirbench.reported import load_reported
 from cirbench.reporting import (
     RecordSet,
@@ -661,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        load_plugins()
         code: int = args.func(args)
     except CirbenchError as exc:
         print(f"cirbench: error: {exc}", file=sys.stderr)
