@@ -227,7 +227,7 @@ def record_problem(record: Any) -> str | None:
         not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides)
     ):
         return "overrides must be a list of strings"
-    for key in ("provenance", "reproducibility", "details", "config", "dataset"):
+    for key in ("provenance", "reproducibility", "details", "config", "dataset", "weights"):
         if not _optional(record, key, dict):
             return f"{key} must be a mapping"
     wall = record.get("wall_time_s")

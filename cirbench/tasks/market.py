@@ -15,10 +15,13 @@ area 0.02-0.4, aspect 0.3-3.33, filled with the ImageNet mean values as in the r
 Evaluation: the post-BN feature (``TEST.NECK_FEAT 'after'``), L2-normalised (``TEST.FEAT_NORM
 'yes'``), Euclidean distance, no re-ranking (``TEST.RE_RANKING 'no'``), batches of 128; metrics
 ``recall@1``, ``recall@5``, ``recall@10``, ``mAP``, ``mINP`` (:mod:`cirbench.eval.reid`).
-The reference backbone starts from ImageNet weights (``PRETRAIN_PATH .../resnet50-19c8e357.pth``);
-nothing can be downloaded here, so ``train.pretrained`` is a local path, ``None`` by default:
-records say whether the backbone was pretrained (``config.train.pretrained`` and
-``details.pretrained_backbone``). Without ImageNet weights, numbers are far below the paper's.
+The reference backbone starts from torchvision's ImageNet ResNet-50 (``PRETRAIN_PATH
+.../resnet50-19c8e357.pth``, ``configs/softmax_triplet.yml`` line 3), and so does ``paper``:
+``train.pretrained`` is the weights.yaml entry ``resnet50-tv``, read from torch.hub's cache
+(``cirbench weights fetch resnet50-tv`` puts it there; a run never downloads), or a local file,
+or ``none`` to train from scratch (far below the paper's numbers; the report marks such rows not
+comparable). Records store the weights' name and SHA-256 (``weights``; see
+:mod:`cirbench.models.weights`).
 
 Methods whose losses do not read logits (``triplet``, ``circle``, ``circle-cls``, with or without
 ``cir``) leave the BNNeck head untrained (the engine freezes an unused head); its batch norm then
@@ -58,6 +61,7 @@ from cirbench.eval.reid import RerankConfig, evaluate_reid
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.bot import BoTNet
+from cirbench.models.weights import resolve_weights
 from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -227,6 +231,7 @@ class Market1501(Task):
             gamma=0.1,
             warmup_epochs=10,
             warmup_factor=0.01,
+            pretrained="resnet50-tv",
         ),
         "smoke": MarketConfig(
             epochs=2,
@@ -268,7 +273,8 @@ class Market1501(Task):
 
     def build_model(self, data: TaskData, cfg: TrainConfig) -> EmbeddingNet:
         c = self.config(cfg)
-        return BoTNet(data.num_classes, c.backbone, c.last_stride, c.pretrained, c.backbone_width)
+        weights = resolve_weights(c.pretrained) if c.pretrained else None
+        return BoTNet(data.num_classes, c.backbone, c.last_stride, weights, c.backbone_width)
 
     def train_batches(
         self, data: TaskData, cfg: TrainConfig, generator: torch.Generator
@@ -318,8 +324,8 @@ class Market1501(Task):
         details = {
             "backbone": c.backbone,
             "backbone_width": c.backbone_width,
-            "pretrained_backbone": c.pretrained is not None,
-            "pretrained": c.pretrained,
+            "pretrained_backbone": ctx.model.pretrained_weights is not None,
+            "pretrained": ctx.model.pretrained_weights,
             "eval_feature": "post-BN" if LOGITS in ctx.method.requires else "pre-BN (head unused)",
             "distance": c.eval_distance,
             "normalized": c.eval_normalize,

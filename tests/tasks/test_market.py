@@ -12,6 +12,7 @@ from cirbench.config import apply_overrides
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.models.bot import BoTNet
+from cirbench.models.weights import resolve_weights
 from cirbench.tasks import TASKS
 from cirbench.tasks.market import Market1501, MarketConfig, RandomErasing
 
@@ -148,7 +149,7 @@ def test_paper_profile_is_the_strong_baseline() -> None:
     )
     assert (cfg.milestones, cfg.warmup_epochs, cfg.warmup_factor) == ((40, 70), 10, 0.01)
     assert (cfg.height, cfg.width, cfg.pad, cfg.flip, cfg.erasing) == (256, 128, 10, 0.5, 0.5)
-    assert cfg.backbone == "resnet50" and cfg.last_stride == 1 and cfg.pretrained is None
+    assert cfg.backbone == "resnet50" and cfg.last_stride == 1 and cfg.pretrained == "resnet50-tv"
 
 
 def test_set_checks_p_times_k() -> None:
@@ -175,18 +176,13 @@ def test_bot_model_contract() -> None:
     assert torch.allclose(model.embed(x), neck.bn(model(x)))
 
 
-def test_missing_pretrained_weights_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(CirbenchError, match="pretrained backbone weights not found"):
-        BoTNet(3, "resnet18", pretrained=str(tmp_path / "none.pth"))
-
-
 def test_pretrained_weights_are_loaded(tmp_path: Path) -> None:
     import timm
 
     src = timm.create_model("resnet18", pretrained=False)
     path = tmp_path / "r18.pth"
     torch.save(src.state_dict(), path)  # includes fc.*: ignored
-    model = BoTNet(3, "resnet18", pretrained=str(path))
+    model = BoTNet(3, "resnet18", weights=resolve_weights(str(path)))
     assert torch.equal(model.backbone.conv1.weight, src.conv1.weight)
 
 
