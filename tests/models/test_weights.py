@@ -265,3 +265,50 @@ def test_record_carries_weight_name_and_checksum(tmp_path, monkeypatch, capsys) 
     assert record["details"]["pretrained_backbone"] is True
     assert main(["weights", "verify", "thin18"]) == 0
     assert f"sha256 {digest}" in capsys.readouterr().out
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_weights_list_and_verify_report_cached_missing_corrupt(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    good, digest = torchvision_cache({"w": torch.ones(2)}, "good")
+    bad, _ = torchvision_cache({"w": torch.zeros(2)}, "bad")
+    entries = {
+        "good": tv_entry(f"https://invalid/{good.name}", digest[:8]),
+        "bad": tv_entry("https://invalid/bad-00000000.pth", "00000000"),
+        "absent": tv_entry("https://invalid/absent-12345678.pth", "12345678"),
+    }
+    bad.rename(bad.with_name("bad-00000000.pth"))  # right name, wrong content
+    catalogue(tmp_path, monkeypatch, entries)
+    assert main(["weights", "list", "--checksums"]) == 0
+    rows = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows == {"good": "cached", "bad": "corrupt", "absent": "missing"}
+    assert main(["weights", "verify", "good"]) == 0
+    assert main(["weights", "verify", "bad"]) == 1
+    assert "CORRUPT: bad" in capsys.readouterr().out
+    assert main(["weights", "verify", "absent"]) == 1
+    assert "`cirbench weights fetch absent`" in capsys.readouterr().out
+    assert main(["weights", "verify", "god"]) == 2
+    assert "Did you mean 'good'" in capsys.readouterr().err
+
+
+def test_fetch_goes_through_torch_hub_and_a_network_failure_exits_2(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from urllib.error import URLError
+
+    catalogue(tmp_path, monkeypatch, {"r": tv_entry("https://invalid/r-12345678.pth", "12345678")})
+    calls = []
+
+    def offline(url: str, **kwargs: object) -> None:
+        calls.append((url, kwargs["check_hash"]))
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    assert main(["weights", "fetch", "r"]) == 2
+    err = capsys.readouterr().err
+    assert calls == [("https://invalid/r-12345678.pth", True)]
+    assert "cannot fetch r from https://invalid/r-12345678.pth" in err
+    assert str(Path(torch.hub.get_dir()) / "checkpoints" / "r-12345678.pth") in err
