@@ -1,5 +1,5 @@
-"""Command line: ``cirbench list|run|sweep|config|clean|table|report|check|datasets``. Only this
-module prints.
+"""Command line: ``cirbench list|run|sweep|config|clean|table|report|check|datasets|weights``.
+Only this module prints.
 
 User errors (unknown names, bad ``--set``, missing data) end with one message on stderr and exit
 status 2 and write no result record; programming errors keep their traceback.
@@ -34,6 +34,7 @@ from cirbench.data.catalog import (
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods import METHODS, MethodSpec
 from cirbench.methods.base import check_sections, component_config
+from cirbench.models import weights as w
 from cirbench.plugins import load_plugins
 from cirbench.reported import load_reported
 from cirbench.reporting import (
@@ -479,6 +480,40 @@ def add_config_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    catalog = w.load_weights_catalog()
+    if args.action == "list":
+        rows = []
+        for entry in catalog.values():
+            status = w.verify(entry) if args.checksums else None
+            cached = w.cached_file(entry)
+            state = status.state if status else ("cached" if cached else "missing")
+            source = (
+                entry.url if entry.source == "torchvision" else f"hf://{entry.hub}/{entry.file}"
+            )
+            used = ", ".join(entry.used_by) or "-"
+            rows.append([entry.name, entry.architecture, state, used, source, cached or "-"])
+        headers = ["weights", "architecture", "state", "used by", "source", "cached file"]
+        print(tabulate(rows, headers=headers, tablefmt="simple"))
+        return 0
+    entry = w.get_entry(args.name, catalog)
+    if args.action == "fetch":
+        path = w.fetch(entry)
+        print(f"fetched {entry.name} -> {path}", file=sys.stderr)
+    status = w.verify(entry)
+    if status.state == "missing":
+        print(w.missing_message(entry))
+        return 1
+    if status.state == "corrupt":
+        print(f"CORRUPT: {entry.name} at {status.path}: {status.problem}")
+        return 1
+    note = (
+        f" ({status.problem})" if status.problem else f" (matches {entry.sha256 or 'the hub id'})"
+    )
+    print(f"OK: {entry.name} at {status.path}, sha256 {status.sha256}{note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cirbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cirbench {__version__}")
@@ -648,6 +683,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checksums", action="store_true", help="list: also verify md5 sums")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser(
+        "weights", help="pretrained backbone weights of weights.yaml: list, fetch, verify"
+    )
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--checksums", action="store_true", help="list: also verify sha256 sums")
+    p.set_defaults(func=cmd_weights)
     return parser
 
 
@@ -657,6 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "datasets" and args.action == "verify" and not args.name:
         parser.error("datasets verify needs a dataset NAME")
+    if args.command == "weights" and args.action != "list" and not args.name:
+        parser.error(f"weights {args.action} needs a weights NAME (see `cirbench weights list`)")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

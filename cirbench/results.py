@@ -177,6 +177,8 @@ IDENTITY = (
     "wall_time_s",
     "device",
     "mode",
+    "weights",
+    "weights_sha256",
     "path",
 )
 MAX_SEED = 2**32 - 1  # numpy's seed range
@@ -236,7 +238,7 @@ def record_problem(record: Any) -> str | None:
         Overrides.parse(overrides or [])
     except CirbenchError as exc:
         return f"overrides: {exc}"
-    for key in ("provenance", "reproducibility", "details", "config", "dataset"):
+    for key in ("provenance", "reproducibility", "details", "config", "dataset", "weights"):
         if not _optional(record, key, dict):
             return f"{key} must be a mapping"
     wall = record.get("wall_time_s")
@@ -281,6 +283,7 @@ def record_mode(record: dict[str, Any]) -> str:
 
 
 def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    weights = record.get("weights") or {}  # pretrained backbone weights; empty: random init
     return {
         "task": record["task"],
         "method": record["method"],
@@ -291,6 +294,8 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         "wall_time_s": record.get("wall_time_s"),
         "device": (record.get("provenance") or {}).get("device"),
         "mode": record_mode(record),
+        "weights": weights.get("name") or "",
+        "weights_sha256": weights.get("sha256") or "",
         "path": str(path),
         **{str(k): float(v) for k, v in record["metrics"].items()},
     }
@@ -305,7 +310,8 @@ def load_records(root: Path | str = "results", task: str | None = None) -> pd.Da
     """All records under ``root/runs`` as one row each: identity columns plus one per metric.
 
     Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, mode
-    (``exact`` or ``default``, see :mod:`cirbench.exact`), path,
+    (``exact`` or ``default``, see :mod:`cirbench.exact`), weights and weights_sha256 (the
+    pretrained backbone's weights.yaml name and digest; empty for a random init), path,
     then every metric name. Unreadable or foreign JSON files are skipped with a warning.
     """
     runs = Path(root) / "runs"

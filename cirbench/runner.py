@@ -131,6 +131,7 @@ def train_and_record(
         "amp": result.extra["amp"],
         "processes": distributed.world()[1],
         "dataset": {"name": run.task.dataset, "fingerprint": run.data.fingerprint},
+        "weights": model.pretrained_weights,
         "reproducibility": exact.describe(run.exact),
         "provenance": {**provenance(device), "command": ["cirbench", *command]},
     }

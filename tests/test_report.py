@@ -298,3 +298,36 @@ def test_ci95_widths_get_one_column_and_no_test(tmp_path: Path) -> None:
     md = markdown_table(t)
     assert "acc_5w1s_ci95 ours" in md and "acc_5w1s_ci95 reported" not in md
     assert r"\multicolumn{1}{c}{acc\_5w1s\_ci95}" in latex_table(t)
+
+
+def test_rows_without_the_reference_weights_are_not_comparable() -> None:
+    """market1501's paper profile starts from resnet50-tv: a record from scratch does not count
+    (status n/a, named), one with the weights counts, even when they came from a local copy
+    given with --set train.pretrained (identified by digest); the weights show by the backbone."""
+    from cirbench.results import records_frame
+
+    def market(seed: int, weights: dict[str, str] | None, overrides: list[str]) -> dict:
+        rec = record("market1501", "ls+triplet", seed, {"recall@1": 0.94, "mAP": 0.857}, "paper")
+        return {**rec, "weights": weights, "overrides": overrides}
+
+    tv = {"name": "resnet50-tv", "file": "resnet50-19c8e357.pth", "sha256": "19c8e357" + "0" * 56}
+    scratch = records_frame([(Path("a.json"), market(0, None, []))])
+    items = statuses(load_reported(), scratch)
+    bot = [s for s in items if s.entry.method == "ls+triplet" and s.entry.task == "market1501"]
+    assert bot and all(s.status == "n/a" and s.mean is None for s in bot)
+    assert all(
+        "not comparable: trained without the reference weights resnet50-tv" in s.reason for s in bot
+    )
+    mixed = records_frame(
+        [
+            (Path("a.json"), market(0, None, [])),
+            (Path("b.json"), market(1, tv, ["train.pretrained=/copies/r50.pth"])),
+            (Path("c.json"), market(2, tv, ["train.epochs=3"])),  # another --set: never counts
+        ]
+    )
+    bot = [s for s in statuses(load_reported(), mixed) if s.entry.method == "ls+triplet"]
+    assert {(s.status, s.n, s.weights) for s in bot} == {
+        ("reproduced", 1, ("resnet50-tv (19c8e357)",))
+    }
+    digits = [s for s in statuses(load_reported(), mixed) if s.entry.task == "digits"]
+    assert all("not comparable" not in s.reason for s in digits)

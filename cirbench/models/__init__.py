@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 
@@ -13,6 +15,9 @@ class EmbeddingNet(nn.Module):
 
     embed_dim: int
     head: nn.Module | None
+    #: The pretrained weights the backbone started from (``name``, ``file``, ``sha256``; see
+    #: :mod:`cirbench.models.weights`), None for a random initialisation; records store it.
+    pretrained_weights: dict[str, Any] | None = None
 
     def embed(self, x: Tensor) -> Tensor:
         out: Tensor = self(x)

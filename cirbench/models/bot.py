@@ -18,21 +18,22 @@ Last stride 1: the stride-2 convolutions of the first block of ``layer4`` (the 3
 downsample 1x1 conv) get stride 1, doubling the final feature map (BoT ``LAST_STRIDE=1``).
 Initialisation as in the reference: BN weight 1, bias 0; classifier weights N(0, 0.001).
 ``width`` (ours, for CPU smoke runs) scales every stage: 64 is the standard ResNet.
-``pretrained`` is an optional path to ImageNet weights for the backbone (a torchvision or timm
-ResNet state dict; ``fc.*`` keys are ignored): nothing is ever downloaded.
+``weights`` are optional ImageNet weights for the backbone, already resolved (a catalogue entry
+in the library's cache or a local file, :mod:`cirbench.models.weights`), loaded strictly: a
+torchvision or timm ResNet state dict whose keys and shapes all match (``fc.*`` ignored).
+The reference's own loader (``modeling/backbones/resnet.py`` lines 135-140, ``load_param``)
+copies every non-``fc`` tensor of the file the same way.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import timm
-import torch
 from torch import Tensor, nn
 
-from cirbench.errors import CirbenchError
 from cirbench.models import EmbeddingNet
+from cirbench.models.weights import ResolvedWeights, load_backbone_state
 
 
 def set_last_stride_one(backbone: nn.Module) -> None:
@@ -43,28 +44,6 @@ def set_last_stride_one(backbone: nn.Module) -> None:
     for module in layer4[0].modules():
         if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
             module.stride = (1, 1)
-
-
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load ImageNet weights from a local file; a missing or mismatching file is a user error."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise CirbenchError(
-            f"pretrained backbone weights not found at {file}. Give a local ResNet state dict "
-            "(e.g. torchvision's resnet50-0676ba61.pth) with --set train.pretrained=PATH, or "
-            "--set train.pretrained=none to train from scratch (nothing is downloaded)."
-        )
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CirbenchError(
-            f"{file} does not fit the backbone: {len(missing)} missing keys (e.g. "
-            f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). Use weights "
-            "of the same architecture as train.backbone."
-        )
 
 
 class BNNeckHead(nn.Module):
@@ -90,7 +69,7 @@ class BoTNet(EmbeddingNet):
         num_classes: int,
         backbone: str = "resnet50",
         last_stride: int = 1,
-        pretrained: str | None = None,
+        weights: ResolvedWeights | None = None,
         width: int = 64,
     ) -> None:
         super().__init__()
@@ -100,11 +79,11 @@ class BoTNet(EmbeddingNet):
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, **kwargs)
         if last_stride == 1:
             set_last_stride_one(self.backbone)
-        if pretrained:
-            load_backbone_weights(self.backbone, pretrained)
+        if weights is not None:
+            load_backbone_state(self.backbone, weights.path)
         self.embed_dim = int(getattr(self.backbone, "num_features"))  # noqa: B009
         self.head: nn.Module | None = BNNeckHead(self.embed_dim, num_classes)
-        self.pretrained = pretrained
+        self.pretrained_weights = None if weights is None else weights.provenance()
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.backbone(x)

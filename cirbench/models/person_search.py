@@ -14,16 +14,20 @@ The method (``oim`` or ``cir+oim``) scores them; the total adds the four detecto
 weight 1. At test time the final detections are pooled again to give their features (SeqNet),
 and a query's feature is pooled from its given box.
 
-Backbones: ``resnet50`` (torchvision, ``weights=None``; ``weights_path`` loads a local ImageNet
-state dict in torchvision's layout, then batch norm is frozen and conv1/res2 are fixed, as in
-torchvision's detection recipes and the references), and ``tiny``, a 4-layer CNN for CPU smoke
-runs. Nothing is ever downloaded.
+Backbones: ``resnet50`` (torchvision's ``resnet50(weights=None)``; ``weights`` are ImageNet
+weights already resolved by :mod:`cirbench.models.weights` and loaded strictly, a torchvision or
+timm ResNet-50 state dict), and ``tiny``, a 4-layer CNN for CPU smoke runs. With weights, the
+stem is fixed as in SeqNet (``models/resnet.py`` lines 46-49: ``conv1.weight``, ``bn1.weight``,
+``bn1.bias`` get no gradient) and every batch norm stays an ordinary ``BatchNorm2d`` that
+updates its statistics in training, as SeqNet's torchvision 0.4 ``resnet50(pretrained=True)``
+does. (OIM's Caffe model instead fixes the statistics, ``frozen: true`` in
+``models/psdb/resnet50/train.prototxt``; our ``paper`` profile follows SeqNet throughout.)
+Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,33 +38,24 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.roi_heads import fastrcnn_loss
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign
 
-from cirbench.errors import CirbenchError
 from cirbench.methods.base import Method
 from cirbench.models import EmbeddingNet
+from cirbench.models.weights import ResolvedWeights, load_backbone_state
 
 Target = dict[str, Tensor]
 #: One image's output: boxes (n, 4) x1 y1 x2 y2 in image pixels, scores (n,), features (n, D).
 Detection = tuple[Tensor, Tensor, Tensor]
 
 
-def resnet50_c4(weights_path: str | None) -> tuple[nn.Module, nn.Module]:
-    """(conv1..res4, res5 + pool) of torchvision's ResNet-50; optional local ImageNet weights."""
-    norm = FrozenBatchNorm2d if weights_path else nn.BatchNorm2d
-    net = resnet50(weights=None, norm_layer=norm)
-    if weights_path:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise CirbenchError(
-                f"--set train.weights_path={weights_path}: no such file; give a local "
-                "torchvision ResNet-50 state dict (e.g. resnet50-0676ba61.pth), or none to "
-                "train from scratch"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-        for module in (net.conv1, net.layer1):
-            module.requires_grad_(False)
+def resnet50_c4(weights: ResolvedWeights | None) -> tuple[nn.Module, nn.Module]:
+    """(conv1..res4, res5 + pool) of torchvision's ResNet-50; optional ImageNet weights."""
+    net = resnet50(weights=None)
+    if weights is not None:
+        load_backbone_state(net, weights.path)
+        for param in (net.conv1.weight, net.bn1.weight, net.bn1.bias):
+            param.requires_grad_(False)
     body = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3
     )
@@ -179,12 +174,14 @@ def build_person_search(
     backbone: str,
     min_size: int,
     max_size: int,
-    weights_path: str | None = None,
+    weights: ResolvedWeights | None = None,
     embed_dim: int = 256,
 ) -> PersonSearchNet:
-    """``resnet50``: the papers' model with SeqNet's test-time detector settings (score 0.5,
-    NMS 0.4, 300 detections per image; RPN 12,000 / 2,000 proposals before / after NMS in
-    training, 6,000 / 300 at test). ``tiny``: a small CPU model for smoke runs (ours)."""
+    """``resnet50``: the papers' model with SeqNet's detector settings (``defaults.py`` lines
+    73-108: score 0.5, NMS 0.4, 300 detections per image; RPN 12,000 / 2,000 proposals before /
+    after NMS in training, 6,000 / 300 at test; 128 RoIs per image, half of them foreground;
+    the other thresholds are torchvision's defaults, which equal SeqNet's). ``tiny``: a small
+    CPU model for smoke runs (ours)."""
     common: dict[str, Any] = {
         "min_size": min_size,
         "max_size": max_size,
@@ -193,15 +190,19 @@ def build_person_search(
         "box_detections_per_img": 300,
     }
     if backbone == "resnet50":
-        body, head = resnet50_c4(weights_path)
+        body, head = resnet50_c4(weights)
         kwargs = {
             **common,
             "rpn_pre_nms_top_n_train": 12000,
             "rpn_post_nms_top_n_train": 2000,
             "rpn_pre_nms_top_n_test": 6000,
             "rpn_post_nms_top_n_test": 300,
+            "box_batch_size_per_image": 128,
+            "box_positive_fraction": 0.5,
         }
-        return PersonSearchNet(body, 1024, head, 2048, embed_dim, kwargs)
+        net = PersonSearchNet(body, 1024, head, 2048, embed_dim, kwargs)
+        net.pretrained_weights = None if weights is None else weights.provenance()
+        return net
     body, head = tiny_c4()
     kwargs = {
         **common,

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from cirbench.errors import CirbenchError
 from cirbench.reported import Reported, ReportedEntry
-from cirbench.tasks import reference_profile
+from cirbench.tasks import reference_profile, reference_weights
 
 STATUSES = ("reproduced", "not yet", "outside tolerance", "n/a")
 STATUS_BEGIN = "<!-- status:begin -->"
@@ -26,16 +26,34 @@ class Status:
     n: int
     devices: tuple[str, ...]
     reason: str = ""
+    #: Pretrained weights of the records used, ``name (sha256 prefix)``; empty: random init.
+    weights: tuple[str, ...] = ()
 
 
-def comparable(df: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
-    """Records that count against a paper: the task's reference profile, no ``--set``."""
+def reference_runs(df: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
+    """Records of the task's reference profile with no ``--set`` but ``train.pretrained`` (a
+    local copy of the weights is identified by its digest, see :func:`comparable`)."""
     if df.empty:
         return df
     sel = df[(df["task"] == task) & (df["method"] == method)]
-    sel = sel[sel["overrides"].fillna("") == ""]
+    rest = (
+        sel["overrides"]
+        .fillna("")
+        .map(lambda o: [t for t in o.split() if not t.startswith("train.pretrained=")])
+    )
+    sel = sel[rest.map(len) == 0]
     profile = reference_profile(task)
     return sel if profile is None else sel[sel["profile"] == profile]
+
+
+def comparable(df: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
+    """Records that count against a paper: the task's reference profile, no ``--set``, and
+    the reference profile's pretrained weights (records without a weights column: none)."""
+    sel = reference_runs(df, task, method)
+    if sel.empty:
+        return sel
+    names = sel["weights"].fillna("") if "weights" in sel else pd.Series("", index=sel.index)
+    return sel[names == reference_weights(task)]
 
 
 def entry_status(entry: ReportedEntry, df: pd.DataFrame) -> Status:
@@ -44,13 +62,19 @@ def entry_status(entry: ReportedEntry, df: pd.DataFrame) -> Status:
     mean = 100.0 * float(values.mean()) if len(values) else None
     used = records.loc[values.index] if len(values) else records.iloc[0:0]
     devices = tuple(sorted({str(d) for d in used["device"].dropna()})) if len(used) else ()
-    status = Status(entry, "n/a", mean, len(values), devices)
+    pairs = zip(used.get("weights", []), used.get("weights_sha256", []), strict=True)
+    weights = tuple(sorted({f"{n} ({h[:8]})" for n, h in pairs if n}))
+    status = Status(entry, "n/a", mean, len(values), devices, weights=weights)
     if entry.method is None:
         return replace(status, reason="method not implemented in cirbench")
     if entry.value is None:
         return replace(status, reason="value not readable here")
     if entry.tolerance is None:
         return replace(status, reason="protocol differs; no tolerance")
+    if mean is None and entry.method and len(reference_runs(df, entry.task, entry.method)):
+        ref = reference_weights(entry.task) or "none"
+        why = f"not comparable: trained without the reference weights {ref}"
+        return replace(status, reason=why)
     if mean is None:
         return replace(status, status="not yet")
     inside = abs(mean - entry.value) <= entry.tolerance + 1e-9
@@ -82,7 +106,7 @@ def status_table(items: Sequence[Status]) -> str:
                 f"{e.paper.short}, {e.where}",
                 e.task,
                 f"`{e.method}` ({e.label})" if e.method else f"— ({e.label})",
-                e.backbone or "—",
+                " + ".join([e.backbone or "—", *s.weights]),
                 e.metric,
                 "n/a" if e.value is None else f"{e.value:.2f}",
                 "—" if e.tolerance is None else f"±{e.tolerance:g}",

@@ -11,6 +11,7 @@ from cirbench.tasks.base import (
     default_methods,
     metric_info,
     reference_profile,
+    reference_weights,
     task_metrics,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "default_methods",
     "metric_info",
     "reference_profile",
+    "reference_weights",
     "task_metrics",
 ]

@@ -163,3 +163,12 @@ def reference_profile(task: str) -> str | None:
         return None
     cls = TASKS.get(task)
     return "paper" if "paper" in cls.profiles else cls.default_profile
+
+
+def reference_weights(task: str) -> str:
+    """The weights.yaml name the task's reference profile starts from ("" for none): records
+    trained from other weights are not comparable with the papers."""
+    profile = reference_profile(task)
+    if profile is None:
+        return ""
+    return str(getattr(TASKS.get(task).profiles[profile], "pretrained", None) or "")

@@ -13,7 +13,12 @@ Profiles. ``paper`` (CUDA): SeqNet's schedule (serend1p1ty/SeqNet ``defaults.py`
 0.003, momentum 0.9, weight decay 5e-4, batch 5 images, 20 epochs, lr x0.1 at epoch 16, images
 resized to shorter side 900 (longer <= 1500), horizontal flip 0.5; AMP through the engine.
 SeqNet warms up over the first iterations; our engine's warm-up is per epoch, so we use none
-(ours). Memory for batch 5 at 900x1500 was not measured here (no GPU for this task). ``smoke``
+(ours). Backbone: torchvision's ImageNet ResNet-50, the file SeqNet starts from
+(``models/resnet.py`` line 44, torchvision 0.4.0): ``train.pretrained`` is the weights.yaml
+entry ``resnet50-tv`` read from torch.hub's cache (``cirbench weights fetch resnet50-tv``; runs
+never download), a local file, or ``none`` (from scratch; not comparable). Stem and batch-norm
+handling: :mod:`cirbench.models.person_search`. Memory for batch 5 at 900x1500 was not measured
+here (no GPU for this task). ``smoke``
 (CPU, ours): the tiny backbone, images at their own size (fixture scenes are 128x96), Adam.
 """
 
@@ -48,6 +53,7 @@ from cirbench.eval.person_search import Detections, detection_metrics, search_me
 from cirbench.methods.base import FEATURES
 from cirbench.models import EmbeddingNet
 from cirbench.models.person_search import Detection, PersonSearchNet, build_person_search
+from cirbench.models.weights import resolve_weights
 from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 DEFAULT_GALLERY = 100
@@ -60,7 +66,7 @@ class PersonSearchConfig(TrainConfig):
     """Training schedule plus the model and evaluation settings of person search."""
 
     backbone: Literal["resnet50", "tiny"] = "resnet50"
-    weights_path: str | None = None  # local torchvision ResNet-50 ImageNet state dict
+    pretrained: str | None = None  # a weights.yaml name or a local ResNet-50 state dict
     min_size: int = 900
     max_size: int = 1500
     flip: bool = True
@@ -122,6 +128,7 @@ class CuhkSysuTask(Task[PersonSearchConfig, CuhkSysuData]):
             schedule="step",
             milestones=(16,),
             gamma=0.1,
+            pretrained="resnet50-tv",
         ),
         "smoke": PersonSearchConfig(
             epochs=2,
@@ -153,7 +160,8 @@ class CuhkSysuTask(Task[PersonSearchConfig, CuhkSysuData]):
             load_protocol(data.dataset.root, size)
 
     def build_model(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> EmbeddingNet:
-        return build_person_search(cfg.backbone, cfg.min_size, cfg.max_size, cfg.weights_path)
+        weights = resolve_weights(cfg.pretrained) if cfg.pretrained else None
+        return build_person_search(cfg.backbone, cfg.min_size, cfg.max_size, weights)
 
     def train_batches(
         self, data: CuhkSysuData, cfg: PersonSearchConfig, generator: torch.Generator

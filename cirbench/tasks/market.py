@@ -8,17 +8,22 @@ Profile ``paper`` = the recipe of Luo et al., "Bag of Tricks and A Strong Baseli
 Person Re-identification", CVPRW 2019, arXiv:1903.07071, as configured in reid-strong-baseline
 ``configs/softmax_triplet.yml``: ResNet-50, 256x128, P x K = 16 x 4, Adam 3.5e-4, weight decay
 5e-4 on every parameter, 120 epochs, x0.1 at epochs 40 and 70, linear warm-up over 10 epochs from
-1% (``WARMUP_FACTOR 0.01``, ``WARMUP_ITERS 10``). Training transforms (reid-strong-baseline
-``data/transforms/build.py``): resize to 256x128, horizontal flip p=0.5, pad 10, random crop
-back to 256x128, ToTensor, ImageNet normalisation, random erasing p=0.5 (Zhong et al. 2017:
-area 0.02-0.4, aspect 0.3-3.33, filled with the ImageNet mean values as in the reference).
+1% (``WARMUP_FACTOR 0.01``, ``WARMUP_ITERS 10``), with the reference's epoch indexing (see the
+profile). Every field against its source: ``docs/PROTOCOL_AUDIT.md``. Training transforms
+(reid-strong-baseline ``data/transforms/build.py``): resize to 256x128, horizontal flip p=0.5,
+pad 10, random crop back to 256x128, ToTensor, ImageNet normalisation, random erasing p=0.5
+(Zhong et al. 2017: area 0.02-0.4, aspect 0.3-3.33, filled with the ImageNet mean values as in
+the reference).
 Evaluation: the post-BN feature (``TEST.NECK_FEAT 'after'``), L2-normalised (``TEST.FEAT_NORM
 'yes'``), Euclidean distance, no re-ranking (``TEST.RE_RANKING 'no'``), batches of 128; metrics
 ``recall@1``, ``recall@5``, ``recall@10``, ``mAP``, ``mINP`` (:mod:`cirbench.eval.reid`).
-The reference backbone starts from ImageNet weights (``PRETRAIN_PATH .../resnet50-19c8e357.pth``);
-nothing can be downloaded here, so ``train.pretrained`` is a local path, ``None`` by default:
-records say whether the backbone was pretrained (``config.train.pretrained`` and
-``details.pretrained_backbone``). Without ImageNet weights, numbers are far below the paper's.
+The reference backbone starts from torchvision's ImageNet ResNet-50 (``PRETRAIN_PATH
+.../resnet50-19c8e357.pth``, ``configs/softmax_triplet.yml`` line 3), and so does ``paper``:
+``train.pretrained`` is the weights.yaml entry ``resnet50-tv``, read from torch.hub's cache
+(``cirbench weights fetch resnet50-tv`` puts it there; a run never downloads), or a local file,
+or ``none`` to train from scratch (far below the paper's numbers; the report marks such rows not
+comparable). Records store the weights' name and SHA-256 (``weights``; see
+:mod:`cirbench.models.weights`).
 
 Methods whose losses do not read logits (``triplet``, ``circle``, ``circle-cls``, with or without
 ``cir``) leave the BNNeck head untrained (the engine freezes an unused head); its batch norm then
@@ -58,6 +63,7 @@ from cirbench.eval.reid import RerankConfig, evaluate_reid
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.bot import BoTNet
+from cirbench.models.weights import resolve_weights
 from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -222,10 +228,16 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
             optimizer="adam",
             weight_decay=5e-4,
             schedule="step",
-            milestones=(40, 70),
+            # The reference's WarmupMultiStepLR (STEPS 40/70, WARMUP_FACTOR 0.01, WARMUP_ITERS 10)
+            # is stepped at every epoch start (engine/trainer.py lines 172-174) after the step its
+            # constructor takes, so epoch e (1-based) runs at its value for e: 0.109 x lr first,
+            # x0.1 from the 40th epoch. Our lr_factor(i) is for 0-based i; these values give
+            # exactly the reference's 120 learning rates (tests/tasks/test_market.py).
+            milestones=(39, 69),
             gamma=0.1,
-            warmup_epochs=10,
-            warmup_factor=0.01,
+            warmup_epochs=9,
+            warmup_factor=0.109,
+            pretrained="resnet50-tv",
         ),
         "smoke": MarketConfig(
             epochs=2,
@@ -259,9 +271,8 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
         )
 
     def build_model(self, data: MarketTaskData, cfg: MarketConfig) -> EmbeddingNet:
-        return BoTNet(
-            data.num_classes, cfg.backbone, cfg.last_stride, cfg.pretrained, cfg.backbone_width
-        )
+        weights = resolve_weights(cfg.pretrained) if cfg.pretrained else None
+        return BoTNet(data.num_classes, cfg.backbone, cfg.last_stride, weights, cfg.backbone_width)
 
     def train_batches(
         self, data: MarketTaskData, cfg: MarketConfig, generator: torch.Generator
@@ -309,8 +320,8 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
         details = {
             "backbone": c.backbone,
             "backbone_width": c.backbone_width,
-            "pretrained_backbone": c.pretrained is not None,
-            "pretrained": c.pretrained,
+            "pretrained_backbone": ctx.model.pretrained_weights is not None,
+            "pretrained": ctx.model.pretrained_weights,
             "eval_feature": "post-BN" if LOGITS in ctx.method.requires else "pre-BN (head unused)",
             "distance": c.eval_distance,
             "normalized": c.eval_normalize,

@@ -9,9 +9,11 @@ from fixture_market import write_market_fixture
 
 from cirbench.cli import main
 from cirbench.config import apply_overrides
+from cirbench.engine import lr_factor
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.models.bot import BoTNet
+from cirbench.models.weights import resolve_weights
 from cirbench.tasks import TASKS
 from cirbench.tasks.market import Market1501, MarketConfig, RandomErasing
 
@@ -146,9 +148,20 @@ def test_paper_profile_is_the_strong_baseline() -> None:
         3.5e-4,
         5e-4,
     )
-    assert (cfg.milestones, cfg.warmup_epochs, cfg.warmup_factor) == ((40, 70), 10, 0.01)
+
+    # reid-strong-baseline: WarmupMultiStepLR(steps 40/70, gamma 0.1, factor 0.01, 10 iters,
+    # linear) stepped at every epoch start after its constructor's step: epoch e (1-based) runs
+    # at the scheduler's value for last_epoch = e (solver/lr_scheduler.py lines 43-55).
+    def reference(e: int) -> float:
+        alpha = e / 10
+        warm = 0.01 * (1 - alpha) + alpha if e < 10 else 1.0
+        return warm * 0.1 ** sum(e >= m for m in (40, 70))
+
+    ours = [lr_factor(i, cfg) for i in range(cfg.epochs)]
+    assert ours == pytest.approx([reference(e) for e in range(1, 121)], rel=1e-12)
+    assert ours[0] == pytest.approx(0.109) and ours[39] == pytest.approx(0.1)
     assert (cfg.height, cfg.width, cfg.pad, cfg.flip, cfg.erasing) == (256, 128, 10, 0.5, 0.5)
-    assert cfg.backbone == "resnet50" and cfg.last_stride == 1 and cfg.pretrained is None
+    assert cfg.backbone == "resnet50" and cfg.last_stride == 1 and cfg.pretrained == "resnet50-tv"
 
 
 def test_set_checks_p_times_k() -> None:
@@ -175,18 +188,13 @@ def test_bot_model_contract() -> None:
     assert torch.allclose(model.embed(x), neck.bn(model(x)))
 
 
-def test_missing_pretrained_weights_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(CirbenchError, match="pretrained backbone weights not found"):
-        BoTNet(3, "resnet18", pretrained=str(tmp_path / "none.pth"))
-
-
 def test_pretrained_weights_are_loaded(tmp_path: Path) -> None:
     import timm
 
     src = timm.create_model("resnet18", pretrained=False)
     path = tmp_path / "r18.pth"
     torch.save(src.state_dict(), path)  # includes fc.*: ignored
-    model = BoTNet(3, "resnet18", pretrained=str(path))
+    model = BoTNet(3, "resnet18", weights=resolve_weights(str(path)))
     assert torch.equal(model.backbone.conv1.weight, src.conv1.weight)
 
 
