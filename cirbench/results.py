@@ -179,6 +179,7 @@ IDENTITY = (
     "mode",
     "weights",
     "weights_sha256",
+    "backbone",
     "path",
 )
 MAX_SEED = 2**32 - 1  # numpy's seed range
@@ -229,6 +230,8 @@ def record_problem(record: Any) -> str | None:
         return f"metric names {clash} clash with record fields"
     if not _optional(record, "profile", str):
         return "profile must be a string"
+    if not _optional(record, "backbone", str):
+        return "backbone must be a string"
     overrides = record.get("overrides")
     if overrides is not None and (
         not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides)
@@ -296,6 +299,7 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         "mode": record_mode(record),
         "weights": weights.get("name") or "",
         "weights_sha256": weights.get("sha256") or "",
+        "backbone": record.get("backbone") or "",  # "" in records written before it existed
         "path": str(path),
         **{str(k): float(v) for k, v in record["metrics"].items()},
     }
@@ -311,7 +315,8 @@ def load_records(root: Path | str = "results", task: str | None = None) -> pd.Da
 
     Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, mode
     (``exact`` or ``default``, see :mod:`cirbench.exact`), weights and weights_sha256 (the
-    pretrained backbone's weights.yaml name and digest; empty for a random init), path,
+    pretrained backbone's weights.yaml name and digest; empty for a random init), backbone (as
+    reported.yaml names it; empty in records older than the field), path,
     then every metric name. Unreadable or foreign JSON files are skipped with a warning.
     """
     runs = Path(root) / "runs"

@@ -132,6 +132,7 @@ def train_and_record(
         "processes": distributed.world()[1],
         "dataset": {"name": run.task.dataset, "fingerprint": run.data.fingerprint},
         "weights": model.pretrained_weights,
+        "backbone": run.task.backbone(run.cfg),
         "reproducibility": exact.describe(run.exact),
         "provenance": {**provenance(device), "command": ["cirbench", *command]},
     }

@@ -331,3 +331,32 @@ def test_rows_without_the_reference_weights_are_not_comparable() -> None:
     }
     digits = [s for s in statuses(load_reported(), mixed) if s.entry.task == "digits"]
     assert all("not comparable" not in s.reason for s in digits)
+
+
+def test_a_reported_row_is_compared_only_with_runs_of_its_backbone() -> None:
+    """cifar10's paper profile trains a ResNet-18; Muller et al. report AlexNet: the status says
+    why it is not comparable, and the table shows n/a with the reason instead of a difference."""
+    from cirbench.results import records_frame
+
+    def cifar(seed: int, backbone: str | None) -> dict:
+        rec = record("cifar10", "ce", seed, {"top1": 0.95, "error": 0.05}, "paper")
+        return {**rec, "backbone": backbone} if backbone else rec
+
+    resnet = records_frame([(Path(f"{s}.json"), cifar(s, "resnet18")) for s in range(2)])
+    (ce,) = [
+        s
+        for s in statuses(load_reported(), resnet)
+        if s.entry.task == "cifar10" and s.n == 0
+        if s.entry.method == "ce"
+    ]
+    assert ce.status == "n/a" and "ours trains resnet18, the paper alexnet" in ce.reason
+    table = build_task_table("cifar10", resnet.assign(path=["0", "1"]), load_reported())
+    cell = table.rows[0].cells["top1"]
+    assert cell.reported is None and cell.diff is None and cell.na_reason == 3
+    assert "reported only for another backbone" in markdown_table(table)
+    assert "n/a³" in markdown_table(table) and "alexnet" in markdown_table(table)
+    # a record without the field (older than it) is compared as before
+    old = records_frame([(Path(f"{s}.json"), cifar(s, None)) for s in range(2)])
+    (ce_old,) = [s for s in statuses(load_reported(), old) if s.entry.method == "ce"
+                 and s.entry.task == "cifar10"]  # fmt: skip
+    assert ce_old.status in {"reproduced", "outside tolerance"} and ce_old.n == 2

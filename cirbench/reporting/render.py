@@ -13,6 +13,7 @@ from tabulate import tabulate
 
 from cirbench.reporting.tables import (
     ALPHA,
+    NA_OTHER_BACKBONE,
     NA_UNREADABLE,
     NA_UNREPORTED,
     Cell,
@@ -68,7 +69,7 @@ MARKDOWN = Style(
     dash="—",
     star="\\*",
     delta="Δ",
-    na_marks={NA_UNREADABLE: "¹", NA_UNREPORTED: "²"},
+    na_marks={NA_UNREADABLE: "¹", NA_UNREPORTED: "²", NA_OTHER_BACKBONE: "³"},
     bold=lambda t: f"**{t}**",
     code=lambda t: f"`{t}`",
     text=lambda t: t,
@@ -80,7 +81,7 @@ LATEX = Style(
     dash="--",
     star="$^{*}$",
     delta=r"$\Delta$",
-    na_marks={NA_UNREADABLE: "$^{1}$", NA_UNREPORTED: "$^{2}$"},
+    na_marks={NA_UNREADABLE: "$^{1}$", NA_UNREPORTED: "$^{2}$", NA_OTHER_BACKBONE: "$^{3}$"},
     bold=lambda t: rf"\textbf{{{t}}}",
     code=lambda t: rf"\texttt{{{latex_escape(t)}}}",
     text=latex_escape,
@@ -199,6 +200,17 @@ def footnotes(table: TaskTable, style: Style) -> list[str]:
         notes.append(
             f"n/a{style.na_marks[NA_UNREPORTED]} no paper in cirbench/reported.yaml reports this "
             "method and metric on this task."
+        )
+    if any(c.na_reason == NA_OTHER_BACKBONE for c in cells):
+        notes.append(
+            f"n/a{style.na_marks[NA_OTHER_BACKBONE]} reported only for another backbone than the "
+            "one these runs trained, so not compared: "
+            + "; ".join(
+                f"{code(str(e.method))} {esc(e.metric)} {esc(e.label)} ({esc(e.backbone or '')}), "
+                f"{esc(e.citation)}"
+                for e in table.other_backbone
+            )
+            + "."
         )
     for e in table.sources:
         notes.append(

@@ -56,8 +56,17 @@ def comparable(df: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
     return sel[names == reference_weights(task)]
 
 
+def of_backbone(df: pd.DataFrame, backbone: str | None) -> pd.DataFrame:
+    """Records that trained ``backbone`` (records older than the field count, as before)."""
+    if not backbone or df.empty or "backbone" not in df:
+        return df
+    ours = df["backbone"].fillna("")
+    return df[(ours == "") | (ours == backbone)]
+
+
 def entry_status(entry: ReportedEntry, df: pd.DataFrame) -> Status:
-    records = comparable(df, entry.task, entry.method) if entry.method else df.iloc[0:0]
+    found = comparable(df, entry.task, entry.method) if entry.method else df.iloc[0:0]
+    records = of_backbone(found, entry.backbone)
     values = records[entry.metric].dropna() if entry.metric in records else pd.Series([])
     mean = 100.0 * float(values.mean()) if len(values) else None
     used = records.loc[values.index] if len(values) else records.iloc[0:0]
@@ -71,6 +80,10 @@ def entry_status(entry: ReportedEntry, df: pd.DataFrame) -> Status:
         return replace(status, reason="value not readable here")
     if entry.tolerance is None:
         return replace(status, reason="protocol differs; no tolerance")
+    if mean is None and len(found):
+        ours = ", ".join(sorted({str(b) for b in found["backbone"]}))
+        why = f"not comparable: ours trains {ours}, the paper {entry.backbone}"
+        return replace(status, reason=why)
     if mean is None and entry.method and len(reference_runs(df, entry.task, entry.method)):
         ref = reference_weights(entry.task) or "none"
         why = f"not comparable: trained without the reference weights {ref}"

@@ -51,6 +51,7 @@ ALPHA = 0.05
 SIGNIFICANT = "*"
 NA_UNREADABLE = 1  # footnote: the paper reports it, we could not read it
 NA_UNREPORTED = 2  # footnote: no paper in reported.yaml reports it
+NA_OTHER_BACKBONE = 3  # footnote: reported only for another backbone than the one we trained
 WELCH = "Welch's t-test over seeds"
 PAIRED = "paired t-test over shared few-shot episodes (per-episode accuracy averaged over seeds)"
 
@@ -63,7 +64,7 @@ class Cell:
     std: float | None
     n: int
     reported: ReportedEntry | None = None
-    na_reason: int | None = None  # NA_UNREADABLE or NA_UNREPORTED when there is no value
+    na_reason: int | None = None  # an NA_* footnote when there is no value to compare with
     p_value: float | None = None
     test: str | None = None  # WELCH or PAIRED when the row has a baseline
     best: bool = False
@@ -101,6 +102,8 @@ class TaskTable:
     rows: tuple[Row, ...]
     sources: tuple[ReportedEntry, ...]  # entries shown in the table, for the citations
     unmatched: tuple[ReportedEntry, ...]  # entries of the task no row of ours corresponds to
+    #: entries not compared because they report another backbone than the row's runs trained
+    other_backbone: tuple[ReportedEntry, ...] = ()
 
     def is_interval(self, metric: str) -> bool:
         """A 95% half-width column: ours only, never ranked or tested."""
@@ -193,6 +196,18 @@ def significance(
     return WELCH, None if np.isnan(p) else p
 
 
+def row_backbones(df: pd.DataFrame, key: tuple[str, str, str]) -> set[str]:
+    """The backbones a row's records trained (empty when the records predate the field)."""
+    sel = _select(df, key)
+    return {str(b) for b in sel["backbone"].dropna() if b} if "backbone" in sel else set()
+
+
+def same_backbone(entry: ReportedEntry, backbones: set[str]) -> bool:
+    """A reported row is compared only with runs of its backbone (unknown on either side:
+    compared, as before the field existed)."""
+    return not entry.backbone or not backbones or entry.backbone in backbones
+
+
 def _choose(entries: Sequence[ReportedEntry]) -> ReportedEntry | None:
     """The entry a cell shows: the first with a readable value, else the first."""
     readable = [e for e in entries if e.value is not None]
@@ -250,17 +265,22 @@ def build_task_table(
     show_profile = summary["profile"].nunique() > 1
     labels = {k: row_label(k[0], k[1] if show_profile else None, k[2]) for k in keys}
     rows, shown = [], []
+    other: list[ReportedEntry] = []  # reported for another backbone only: named in the notes
     for key, (_, s) in zip(keys, summary.iterrows(), strict=True):
+        backbones = row_backbones(df, key)
         base = baseline_key(key)
         base = base if base in labels else None
         cells = {}
         for m in metrics:
             entries = reported.lookup(task, key[0], m)
-            entry = _choose(entries)
+            matching = [e for e in entries if same_backbone(e, backbones)]
+            entry = _choose(matching)
             shown += [entry] if entry else []
-            reason = (
-                NA_UNREPORTED if entry is None else (NA_UNREADABLE if entry.value is None else None)
-            )
+            if entry is None:
+                reason: int | None = NA_OTHER_BACKBONE if entries else NA_UNREPORTED
+                other += entries
+            else:
+                reason = NA_UNREADABLE if entry.value is None else None
             test, p = None, None
             if base is not None and not metric_info(task, m).interval:  # no test on widths
                 test, p = significance(df, details, key, base, m)
@@ -287,7 +307,8 @@ def build_task_table(
     ours = {k[0] for k in keys}
     unmatched = tuple(e for e in reported.for_task(task) if e.method not in ours)
     best = tuple(_mark_best(task, rows, metrics))
-    return TaskTable(task, metrics, best, tuple(dict.fromkeys(shown)), unmatched)
+    sources = tuple(dict.fromkeys(shown))
+    return TaskTable(task, metrics, best, sources, unmatched, tuple(dict.fromkeys(other)))
 
 
 def task_table(task: str, records: RecordSet, reported: Reported) -> TaskTable:

@@ -101,6 +101,11 @@ class Task(ABC, Generic[ConfigT, DataT]):
     def load(self, data_root: Path) -> DataT:
         """Read the dataset; raise CirbenchError telling the user where to put what."""
 
+    def backbone(self, cfg: ConfigT) -> str:
+        """The backbone ``cfg`` trains, in reported.yaml's words (``resnet50``, ``conv4``, ...):
+        a reported row is compared only with runs of its own backbone."""
+        return ""
+
     def check(self, data: DataT, cfg: ConfigT) -> None:
         """Refuse (CirbenchError) a config the data cannot serve, before anything trains: e.g.
         a 20-way episode on 10 test classes, or a gallery size without its protocol file."""

@@ -168,6 +168,9 @@ class CifarTask(Task[CifarConfig, CifarData]):
             std=std,
         )
 
+    def backbone(self, cfg: CifarConfig) -> str:
+        return cfg.arch
+
     def build_model(self, data: CifarData, cfg: CifarConfig) -> EmbeddingNet:
         if cfg.arch == "cnn":
             return CifarCNN(data.num_classes, data.mean, data.std, cfg.width)

@@ -159,6 +159,9 @@ class CuhkSysuTask(Task[PersonSearchConfig, CuhkSysuData]):
         for size in eval_gallery_sizes(cfg):
             load_protocol(data.dataset.root, size)
 
+    def backbone(self, cfg: PersonSearchConfig) -> str:
+        return cfg.backbone
+
     def build_model(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> EmbeddingNet:
         weights = resolve_weights(cfg.pretrained) if cfg.pretrained else None
         return build_person_search(cfg.backbone, cfg.min_size, cfg.max_size, weights)

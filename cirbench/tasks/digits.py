@@ -88,6 +88,9 @@ class Digits(Task[TrainConfig, DigitsData]):
             fingerprint=data_fingerprint("sklearn-digits", [images, labels, idx_test]),
         )
 
+    def backbone(self, cfg: TrainConfig) -> str:
+        return "small-cnn"
+
     def build_model(self, data: DigitsData, cfg: TrainConfig) -> EmbeddingNet:
         return SmallCNN(in_channels=1, num_classes=data.num_classes, embed_dim=64, width=32)
 

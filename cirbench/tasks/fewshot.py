@@ -272,6 +272,9 @@ class FewShotTask(Task[FewShotConfig, FewShotData[SplitT]], Generic[SplitT]):
         """Every N-way K-shot setting fits the test classes."""
         check_settings(data.test.labels, cfg)
 
+    def backbone(self, cfg: FewShotConfig) -> str:
+        return cfg.backbone
+
     def build_model(self, data: FewShotData[SplitT], cfg: FewShotConfig) -> EmbeddingNet:
         return build_backbone(cfg, self.in_channels)
 

@@ -270,6 +270,9 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
             market=data, num_classes=data.num_classes, fingerprint=data.fingerprint
         )
 
+    def backbone(self, cfg: MarketConfig) -> str:
+        return cfg.backbone
+
     def build_model(self, data: MarketTaskData, cfg: MarketConfig) -> EmbeddingNet:
         weights = resolve_weights(cfg.pretrained) if cfg.pretrained else None
         return BoTNet(data.num_classes, cfg.backbone, cfg.last_stride, weights, cfg.backbone_width)
