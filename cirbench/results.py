@@ -180,6 +180,7 @@ IDENTITY = (
     "weights",
     "weights_sha256",
     "backbone",
+    "commit",
     "path",
 )
 MAX_SEED = 2**32 - 1  # numpy's seed range
@@ -300,9 +301,22 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         "weights": weights.get("name") or "",
         "weights_sha256": weights.get("sha256") or "",
         "backbone": record.get("backbone") or "",  # "" in records written before it existed
+        "commit": _commit(record),
         "path": str(path),
         **{str(k): float(v) for k, v in record["metrics"].items()},
     }
+
+
+def _commit(record: dict[str, Any]) -> str:
+    """The code version that wrote ``record``: its git commit (``+dirty`` for uncommitted
+    changes), "" when unknown."""
+    git = (record.get("provenance") or {}).get("git")
+    if not isinstance(git, dict):
+        return ""
+    commit = git.get("commit")
+    if not isinstance(commit, str) or not commit:
+        return ""
+    return commit[:10] + ("+dirty" if git.get("dirty") else "")
 
 
 def records_frame(records: Iterable[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:

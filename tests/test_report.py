@@ -360,3 +360,21 @@ def test_a_reported_row_is_compared_only_with_runs_of_its_backbone() -> None:
     (ce_old,) = [s for s in statuses(load_reported(), old) if s.entry.method == "ce"
                  and s.entry.task == "cifar10"]  # fmt: skip
     assert ce_old.status in {"reproduced", "outside tolerance"} and ce_old.n == 2
+
+
+def test_records_of_different_code_versions_are_flagged_not_silently_averaged() -> None:
+    from cirbench.reporting import format_table
+    from cirbench.results import records_frame
+
+    def rec(seed: int, commit: str, dirty: bool = False) -> dict:
+        r = record("digits", "ce", seed, {"top1": 0.9 + seed / 100})
+        return {**r, "provenance": {**r["provenance"], "git": {"commit": commit, "dirty": dirty}}}
+
+    same = records_frame([(Path(f"{s}.json"), rec(s, "a" * 40)) for s in range(2)])
+    assert "code versions" not in format_table(same)
+    mixed = records_frame(
+        [(Path("0.json"), rec(0, "a" * 40)), (Path("1.json"), rec(1, "a" * 40, dirty=True))]
+    )
+    assert "ce {2 code versions}" in format_table(mixed)
+    table = build_task_table("digits", mixed, load_reported())
+    assert "written by k different git commits" in markdown_table(table)

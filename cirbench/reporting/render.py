@@ -111,11 +111,11 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
     # Labels carry the profile only when several profiles are mixed in one table.
     show_profile = summary["profile"].nunique() > 1
     labels = [
-        row_label(str(m), str(p) if show_profile else None, str(o))
-        for m, p, o in zip(summary["method"], summary["profile"], summary["overrides"], strict=True)
+        row_label(str(m), str(p) if show_profile else None, str(o), int(c))
+        for m, p, o, c in summary[["method", "profile", "overrides", "commits"]].values
     ]
     if fmt == "csv":
-        flat = summary.drop(columns=["profile", "overrides"]).assign(method=labels)
+        flat = summary.drop(columns=["profile", "overrides", "commits"]).assign(method=labels)
         return str(flat.to_csv(index=False))
     style = MARKDOWN if fmt == "md" else LATEX
     rows = [
@@ -175,6 +175,11 @@ def footnotes(table: TaskTable, style: Style) -> list[str]:
         + ", in percentage points. Bold: best mean of the column "
         "(lower is better for error; ci95 columns are not ranked)."
     ]
+    if any("code versions}" in r.label for r in table.rows):
+        notes.append(
+            "{k code versions}: the row averages records written by k different git commits of "
+            "cirbench (see each record's provenance); re-run them on one version to compare."
+        )
     if table.tests:
         pairs = sorted({(r.label, r.baseline) for r in table.rows if r.baseline})
         versus = ", ".join(f"{code(a)} vs {code(str(b))}" for a, b in pairs)

@@ -23,13 +23,16 @@ from cirbench.reporting.records import RecordSet, metric_columns
 from cirbench.tasks import default_methods, metric_info, task_metrics
 
 
-def row_label(method: str, profile: str | None, overrides: str) -> str:
+def row_label(method: str, profile: str | None, overrides: str, commits: int = 1) -> str:
     label = method if not profile else f"{method} [{profile}]"
-    return f"{label} ({overrides})" if overrides else label
+    label = f"{label} ({overrides})" if overrides else label
+    return f"{label} {{{commits} code versions}}" if commits > 1 else label
 
 
 def summarize(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per (method, profile, overrides): n seeds, and mean and std of every metric.
+    """One row per (method, profile, overrides): n seeds, mean and std of every metric, and
+    ``commits``, the number of code versions (git commits) the records came from: more than one
+    is flagged by the tables, never averaged silently.
 
     ``order`` lists methods to show first (e.g. a task's default methods); others follow sorted.
     """
@@ -40,6 +43,11 @@ def summarize(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     summary = grouped[metrics].agg(["mean", "std"])
     summary.columns = [f"{col[0]}_{col[1]}" for col in summary.columns]
     summary["n"] = grouped.size()
+    if "commit" in df:
+        versions = df["commit"].fillna("").replace("", pd.NA)
+        summary["commits"] = versions.groupby([df[k] for k in keys], sort=False).nunique()
+    else:
+        summary["commits"] = 0
     summary = summary.reset_index()
     rank = {m: i for i, m in enumerate(order)}
     summary["_rank"] = [rank.get(m, len(rank)) for m in summary["method"]]
@@ -263,7 +271,8 @@ def build_task_table(
         (str(m), str(p), str(o)) for m, p, o in summary[["method", "profile", "overrides"]].values
     ]
     show_profile = summary["profile"].nunique() > 1
-    labels = {k: row_label(k[0], k[1] if show_profile else None, k[2]) for k in keys}
+    commits = dict(zip(keys, summary["commits"].astype(int), strict=True))
+    labels = {k: row_label(k[0], k[1] if show_profile else None, k[2], commits[k]) for k in keys}
     rows, shown = [], []
     other: list[ReportedEntry] = []  # reported for another backbone only: named in the notes
     for key, (_, s) in zip(keys, summary.iterrows(), strict=True):
