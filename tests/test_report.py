@@ -378,3 +378,15 @@ def test_records_of_different_code_versions_are_flagged_not_silently_averaged() 
     assert "ce {2 code versions}" in format_table(mixed)
     table = build_task_table("digits", mixed, load_reported())
     assert "written by k different git commits" in markdown_table(table)
+
+
+def test_plot_labels_and_intervals() -> None:
+    from cirbench.reporting.plots import ci95, metric_label
+
+    assert metric_label("acc_5w1s") == "5-way 1-shot accuracy (%)"
+    assert metric_label("recall@10") == "rank-10 recall (CMC) (%)"
+    assert metric_label("top1") == "top-1 accuracy (%)"
+    assert metric_label("mAP_g50") == "mAP (gallery 50) (%)"
+    assert metric_label("top1_gall") == "top-1 accuracy (full gallery) (%)"
+    assert ci95(None, 3) == 0.0 and ci95(1.0, 1) == 0.0
+    assert ci95(2.0, 3) == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))

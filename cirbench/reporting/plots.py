@@ -1,15 +1,18 @@
 """Report plots (matplotlib, Agg, no pyplot state): PNG for the Markdown report, PDF for papers.
 
-- ``<task>_metrics``: one panel per metric; a bar per row of the task table with ours as mean
-  and sample std over seeds (error bars), the reported value as a black diamond (with the
-  paper's 95% interval where it gives one).
-- ``<task>_curves``: per-epoch training loss (``total``, log scale) and throughput (images/s)
-  from the records' ``history``, mean over seeds with a min-max band.
+- ``<task>_metrics``: one panel per metric; a point per row of the task table with ours as the
+  mean over seeds and its 95% confidence interval (Student t, n - 1 degrees of freedom); points,
+  not bars, so an axis that does not start at zero misleads nobody. The reported value is a
+  black diamond, labelled with its number (with the paper's 95% interval where it gives one).
+- ``<task>_curves``: per-epoch training loss (``total``, log scale) from the records'
+  ``history``, mean over seeds with a min-max band. Throughput is not plotted: on a shared
+  machine it mostly shows the machine's load (the records keep it).
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
 from cirbench.reporting.tables import TaskTable
 from cirbench.results import write_atomic
@@ -46,14 +50,53 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     return [png, pdf]
 
 
+_SHOTS = re.compile(r"acc_(\d+)w(\d+)s")
+_NAMES = {
+    "top1": "top-1 accuracy",
+    "error": "top-1 error",
+    "mAP": "mAP",
+    "mINP": "mINP",
+    "det_recall": "detection recall",
+    "det_ap": "detection AP",
+}
+
+
+def metric_label(metric: str) -> str:
+    """How a reader knows a metric: ``acc_5w1s`` -> ``5-way 1-shot accuracy (%)``."""
+    suffix = ""
+    for key, words in (("_gall", " (full gallery)"), ("_g", " (gallery {})")):
+        head, sep, tail = metric.rpartition(key)
+        if sep and ((key == "_gall" and not tail) or tail.isdigit()):
+            metric, suffix = head, words.format(tail)
+            break
+    if match := _SHOTS.fullmatch(metric):
+        name = f"{match[1]}-way {match[2]}-shot accuracy"
+    elif metric.startswith("recall@") or (metric.startswith("top") and metric[3:].isdigit()):
+        k = metric.split("@")[-1] if "@" in metric else metric[3:]
+        name = _NAMES.get(metric, f"rank-{k} recall (CMC)")
+    else:
+        name = _NAMES.get(metric, metric)
+    return f"{name}{suffix} (%)"
+
+
+def ci95(std: float | None, n: int) -> float:
+    """Half-width of the 95% confidence interval of a mean of n values (0 for n < 2)."""
+    if std is None or n < 2:
+        return 0.0
+    return float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
+
+
 def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     rows = table.rows
     x = np.arange(len(rows))
     means = [r.cells[metric].mean for r in rows]
-    stds = [r.cells[metric].std or 0.0 for r in rows]
+    halves = [ci95(r.cells[metric].std, r.cells[metric].n) for r in rows]
+    for i, (mean, half) in enumerate(zip(means, halves, strict=True)):
+        if mean is not None:
+            color = COLORS[i % len(COLORS)]
+            ax.errorbar(i, mean, yerr=half, fmt="o", color=color, capsize=4, ms=6, lw=1.5)
     heights = [m if m is not None else 0.0 for m in means]
-    colors = [COLORS[i % len(COLORS)] for i in range(len(rows))]
-    ax.bar(x, heights, yerr=stds, color=colors, capsize=4, width=0.7, edgecolor="black", lw=0.5)
+    stds = halves
     shown = [v for v, m in zip(heights, means, strict=True) if m is not None]
     for i, r in enumerate(rows):
         entry = r.cells[metric].reported
@@ -68,6 +111,14 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
                 color="black",
                 capsize=3,
                 fillstyle=fill,
+            )
+            ax.annotate(
+                f"{entry.value:.1f}",
+                (i, entry.value),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
             )
             shown.append(entry.value)
         if means[i] is None:
@@ -85,9 +136,10 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     high = max([*shown, *(v + s for v, s in zip(heights, stds, strict=True))], default=1.0)
     pad = max(0.5, 0.15 * (high - low))
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high <= 100 else high + pad)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xticks(x, [r.label for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_title(metric, fontsize=10)
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(metric_label(metric).removesuffix(" (%)"), fontsize=10)
+    ax.set_ylabel(metric_label(metric))
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -107,7 +159,7 @@ def plot_metrics(table: TaskTable, folder: Path) -> list[Path]:
     ]
     n = sorted({r.n for r in table.rows})
     handles: list[Artist] = [
-        Patch(facecolor="#cccccc", edgecolor="black", label="ours: mean ± std over seeds")
+        Line2D([], [], marker="o", color="#555555", label="ours: mean, 95% CI over seeds")
     ]
     styles: tuple[tuple[Literal["full", "none"], str], ...] = (
         ("full", "reported (± 95% CI if given)"),
@@ -181,14 +233,11 @@ def plot_curves(
 ) -> list[Path]:
     if df.empty or not any(histories.values()):
         return []
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    loss_ax, speed_ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    loss_ax = fig.subplots(1, 1)
     _curve_panel(loss_ax, table, df, histories, "total", "training loss (total, log scale)")
     loss_ax.set_yscale("log")
     loss_ax.set_title("training loss per epoch", fontsize=10)
-    _curve_panel(speed_ax, table, df, histories, "images_per_s", "throughput (images / s)")
-    speed_ax.set_title("training throughput per epoch", fontsize=10)
-    speed_ax.set_ylim(bottom=0)
     handles, labels = loss_ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8, title="method (seeds)")
     devices = sorted({str(d) for d in df["device"].dropna()})
