@@ -16,6 +16,7 @@ from cirbench.reporting.tables import (
     NA_OTHER_BACKBONE,
     NA_UNREADABLE,
     NA_UNREPORTED,
+    VERSIONS_MARK,
     Cell,
     TaskTable,
     percent,
@@ -56,6 +57,7 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    VERSIONS_MARK: r"\textsuperscript{\dag}",
 }
 
 
@@ -139,8 +141,10 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
 # --- the report's tables: ours beside reported, with notes ---------------------------------------
 
 
-def ours_text(cell: Cell, row_n: int, style: Style) -> str:
-    text = mean_std_text(cell.mean, cell.std, cell.n, style)
+def ours_text(cell: Cell, row_n: int, style: Style, interval: bool = False) -> str:
+    """Ours: mean ± std over seeds; for an interval column (a 95% half-width) the mean width
+    only: the spread of a width over seeds is noise nobody reads."""
+    text = mean_std_text(cell.mean, None if interval else cell.std, cell.n, style)
     if cell.mean is None:
         return text
     if cell.best:
@@ -175,10 +179,10 @@ def footnotes(table: TaskTable, style: Style) -> list[str]:
         + ", in percentage points. Bold: best mean of the column "
         "(lower is better for error; ci95 columns are not ranked)."
     ]
-    if any("code versions}" in r.label for r in table.rows):
+    if any(VERSIONS_MARK in r.label for r in table.rows):
         notes.append(
-            "{k code versions}: the row averages records written by k different git commits of "
-            "cirbench (see each record's provenance); re-run them on one version to compare."
+            esc(f"{VERSIONS_MARK}k: the row averages records written by k different git commits ")
+            + "of cirbench (see each record's provenance); re-run them on one version to compare."
         )
     if table.tests:
         pairs = sorted({(r.label, r.baseline) for r in table.rows if r.baseline})
@@ -240,7 +244,7 @@ def _parts(table: TaskTable, metric: str) -> int:
 
 
 def _cells(table: TaskTable, cell: Cell, metric: str, row_n: int, style: Style) -> list[str]:
-    ours = ours_text(cell, row_n, style)
+    ours = ours_text(cell, row_n, style, interval=table.is_interval(metric))
     if table.is_interval(metric):
         return [ours]
     return [ours, reported_text(cell, style), diff_text(cell, style)]
@@ -271,18 +275,35 @@ def latex_tabular(header: Sequence[str], rows: Sequence[Sequence[str]], numeric:
     return "\n".join(lines)
 
 
-_FIT_WIDTH = r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"
+#: Numeric columns per LaTeX tabular: wider tables are split by metric groups, never shrunk.
+#: Six: two metrics (ours, reported, difference) in a column of a two-column paper.
+LATEX_MAX_COLUMNS = 6
 
 
-def latex_table(table: TaskTable) -> str:
-    """A ``table`` float with a booktabs ``tabular``; needs ``\\usepackage{booktabs}`` and
-    ``\\usepackage{graphicx}``: a tabular wider than the line is scaled down to fit it."""
-    parts = [_parts(table, m) for m in table.metrics]
+def metric_groups(table: TaskTable) -> list[list[str]]:
+    """The table's metrics in groups of at most :data:`LATEX_MAX_COLUMNS` columns, each interval
+    metric (``acc_5w1s_ci95``) right after the metric it belongs to (``acc_5w1s``)."""
+    values = [m for m in table.metrics if not table.is_interval(m)]
+    intervals = [m for m in table.metrics if table.is_interval(m)]
+    units = [[m, *(i for i in intervals if i.startswith(f"{m}_"))] for m in values]
+    placed = {m for unit in units for m in unit}
+    units += [[m] for m in intervals if m not in placed]
+    groups: list[list[str]] = [[]]
+    for unit in units:
+        width = sum(_parts(table, m) for m in [*groups[-1], *unit])
+        if groups[-1] and width > LATEX_MAX_COLUMNS:
+            groups.append([])
+        groups[-1].extend(unit)
+    return groups
+
+
+def _latex_block(table: TaskTable, metrics: Sequence[str]) -> str:
+    parts = [_parts(table, m) for m in metrics]
     starts = [3 + sum(parts[:i]) for i in range(len(parts))]
     names = ["ours", "rep.", "$\\Delta$"]
     groups = (
         rf"\multicolumn{{{k}}}{{c}}{{{latex_escape(m)}}}"
-        for m, k in zip(table.metrics, parts, strict=True)
+        for m, k in zip(metrics, parts, strict=True)
     )
     header = [
         " & & " + " & ".join(groups) + r" \\",
@@ -292,22 +313,32 @@ def latex_table(table: TaskTable) -> str:
     rows = []
     for r in table.rows:
         cells = [LATEX.code(r.label), str(r.n)]
-        for m in table.metrics:
+        for m in metrics:
             cells += _cells(table, r.cells[m], m, r.n, LATEX)
         rows.append(cells)
+    return latex_tabular(header, rows, numeric=1 + sum(parts))
+
+
+_FIT_WIDTH = r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"
+
+
+def latex_table(table: TaskTable) -> str:
+    """A ``table`` float of booktabs ``tabular``s, one per group of metrics (a wide table is
+    split, not shrunk); needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (a
+    tabular still wider than the line, e.g. with long method names, is scaled to fit it)."""
+    blocks = []
+    for metrics in metric_groups(table):
+        blocks += [r"\sbox0{%", _latex_block(table, metrics) + "}", _FIT_WIDTH, r"\par\medskip"]
     lines = [
         f"% Generated by `cirbench report` from result records; do not edit. Task: {table.task}",
-        r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (scales down when too wide)",
+        r"% Needs \usepackage{booktabs} and \usepackage{graphicx}",
         r"\begin{table}[htbp]",
         r"\centering",
-        r"\scriptsize",
+        r"\small",
         rf"\caption{{{latex_escape(table.task)}: ours vs reported (\%)}}",
         rf"\label{{tab:{table.task}}}",
-        r"\sbox0{%",
-        latex_tabular(header, rows, numeric=1 + sum(parts)) + "}",
-        _FIT_WIDTH,
-        "",
-        r"\par\smallskip\raggedright",
+        *blocks,
+        r"\raggedright\footnotesize",
         *(rf"{note}\par" for note in footnotes(table, LATEX)),
         r"\end{table}",
     ]

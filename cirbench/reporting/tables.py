@@ -22,11 +22,14 @@ from cirbench.reported import Reported, ReportedEntry
 from cirbench.reporting.records import RecordSet, metric_columns
 from cirbench.tasks import default_methods, metric_info, task_metrics
 
+#: Marks a row whose records come from several code versions: ``ce †2``.
+VERSIONS_MARK = "†"
+
 
 def row_label(method: str, profile: str | None, overrides: str, commits: int = 1) -> str:
     label = method if not profile else f"{method} [{profile}]"
     label = f"{label} ({overrides})" if overrides else label
-    return f"{label} {{{commits} code versions}}" if commits > 1 else label
+    return f"{label} {VERSIONS_MARK}{commits}" if commits > 1 else label
 
 
 def summarize(df: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
