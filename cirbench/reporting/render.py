@@ -25,6 +25,7 @@ from cirbench.reporting.tables import (
     summarize,
     task_metric_order,
 )
+from cirbench.tasks import metric_info
 
 Format = Literal["md", "latex", "csv"]
 
@@ -120,22 +121,33 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
         flat = summary.drop(columns=["profile", "overrides", "commits"]).assign(method=labels)
         return str(flat.to_csv(index=False))
     style = MARKDOWN if fmt == "md" else LATEX
+    task = str(tasks[0]) if len(tasks) == 1 else ""
+    spread = {m: not metric_info(task, m).interval for m in metrics}  # a width: its mean only
     rows = [
         [
             style.code(label) if style is LATEX else label,
             str(int(r["n"])),
             *(
-                mean_std_text(percent(r[f"{m}_mean"]), percent(r[f"{m}_std"]), int(r["n"]), style)
+                mean_std_text(
+                    percent(r[f"{m}_mean"]),
+                    percent(r[f"{m}_std"]) if spread[m] else None,
+                    int(r["n"]),
+                    style,
+                )
                 for m in metrics
             ),
         ]
         for label, (_, r) in zip(labels, summary.iterrows(), strict=True)
     ]
+    note = ""
+    if any(VERSIONS_MARK in label for label in labels):
+        note = style.text(f"\n\n{VERSIONS_MARK}k: the row averages records of k code versions.")
     if style is LATEX:
         heads = ["method", "$n$", *(rf"{latex_escape(m)} (\%)" for m in metrics)]
-        return latex_tabular([" & ".join(heads) + r" \\"], rows, numeric=len(metrics) + 1)
+        body = latex_tabular([" & ".join(heads) + r" \\"], rows, numeric=len(metrics) + 1)
+        return body + note
     heads = ["method", "n", *(f"{m} (%)" for m in metrics)]
-    return str(tabulate(rows, headers=heads, tablefmt="github", disable_numparse=True))
+    return str(tabulate(rows, headers=heads, tablefmt="github", disable_numparse=True)) + note
 
 
 # --- the report's tables: ours beside reported, with notes ---------------------------------------
