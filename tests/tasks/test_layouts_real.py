@@ -26,9 +26,11 @@ from layouts_real import (
     CUHK_RUN,
     MARKET_RUN,
     TIERED_RUN,
+    TIERED_SPLIT,
     build_cuhk,
     build_market,
     build_tiered,
+    tiered_classes,
 )
 from real_images import RealImages
 
@@ -131,3 +133,14 @@ def test_tieredimagenet_triplet_and_cir_learn_on_real_pictures(
     # chance: 0.2 (5-way episodes, 15 queries per class)
     for m in metrics.values():  # measured 5w1s 0.86 / 0.85, 5w5s 0.96 / 0.95
         assert m["acc_5w1s"] >= 0.6 and m["acc_5w5s"] >= 0.75, m
+
+
+def test_tiered_splits_are_whole_alphabets_with_the_release_class_counts(
+    images: RealImages,
+) -> None:
+    splits = tiered_classes(images)
+    assert {k: len(v) for k, v in splits.items()} == TIERED_SPLIT
+    alphabets = {k: {images.characters[i].alphabet for i in v} for k, v in splits.items()}
+    assert not alphabets["train"] & alphabets["val"]
+    assert not alphabets["train"] & alphabets["test"]
+    assert not alphabets["val"] & alphabets["test"]
