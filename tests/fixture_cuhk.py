@@ -7,11 +7,14 @@ the release (see cirbench/data/cuhk_sysu.py): ``Img`` (1, N) struct with a neste
 ``idlocate`` (1, 0) for a distractor). Box coordinates are uint16 as in the release.
 
 People are drawn as two-colour rectangles; an identity's colours are fixed, so a model can learn
-them. All content is deterministic.
+them. All content is deterministic. ``painter`` replaces the drawing (tests/layouts_real.py passes
+real handwriting on real photographs), ``scale`` multiplies every coordinate and the scene size,
+and ``n_distractors`` sets the distractor scenes that every query's gallery holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,9 @@ from PIL import Image
 WIDTH, HEIGHT = 128, 96
 PERSON_W, PERSON_H = 18, 40
 SLOTS = (6, 40, 74, 104)  # x positions of people in a scene
+Person = tuple[int, int, int, int, str]  # x, y, w, h, drawn name
+#: (scene index, scene width, scene height, its people) -> (height, width, 3) uint8 pixels.
+Painter = Callable[[int, int, int, list[Person]], np.ndarray]
 
 
 @dataclass
@@ -49,16 +55,17 @@ def _colours(name: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return top, bottom  # type: ignore[return-value]
 
 
-def _draw(path: Path, people: list[tuple[int, int, int, int, str]], seed: int) -> None:
+def colour_scene(seed: int, width: int, height: int, people: list[Person]) -> np.ndarray:
+    """The default painter: grey noise with two-colour rectangles, one colour pair per name."""
     rng = np.random.RandomState(seed)
-    img = rng.randint(100, 140, size=(HEIGHT, WIDTH, 3)).astype(np.uint8)
+    img = rng.randint(100, 140, size=(height, width, 3)).astype(np.uint8)
     for x, y, w, h, name in people:
         if w <= 0 or h <= 0:
             continue
         top, bottom = _colours(name)
         img[y : y + h // 2, x : x + w] = top
         img[y + h // 2 : y + h, x : x + w] = bottom
-    Image.fromarray(img).save(path, quality=95)
+    return img
 
 
 def _box_struct(boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
@@ -83,7 +90,7 @@ def _query_struct(name: str, box: tuple[int, int, int, int], idname: str) -> np.
     return arr
 
 
-def _layout(n_train: int, n_ids: int, n_test_ids: int) -> dict[str, list]:
+def _layout(n_train: int, n_ids: int, n_test_ids: int, n_distractors: int) -> dict[str, list]:
     """Who stands where: train scenes with labeled ids, unlabeled people and invalid boxes;
     test scenes: per test identity one query scene and two gallery scenes, plus distractors."""
     rng = np.random.RandomState(0)
@@ -105,21 +112,35 @@ def _layout(n_train: int, n_ids: int, n_test_ids: int) -> dict[str, list]:
                 (SLOTS[(t + k) % 4], 20 + 4 * k, PERSON_W, PERSON_H, f"t{t + 1}"),
                 (SLOTS[(t + k + 2) % 4], 30, PERSON_W, PERSON_H, other),
             ]
-    for d in range(2):  # distractor scenes: nobody of the test identities
-        scenes[f"s{200 + d}.jpg"] = [(SLOTS[d], 25, PERSON_W, PERSON_H, f"d{d}")]
+    for d in range(n_distractors):  # distractor scenes: nobody of the test identities
+        scenes[f"s{200 + d}.jpg"] = [(SLOTS[d % 4], 25, PERSON_W, PERSON_H, f"d{d}")]
     return scenes
 
 
 def write_cuhk_fixture(
-    root: Path, n_train: int = 12, n_ids: int = 6, n_test_ids: int = 3, sizes: tuple = (50, 100)
+    root: Path,
+    n_train: int = 12,
+    n_ids: int = 6,
+    n_test_ids: int = 3,
+    sizes: tuple = (50, 100),
+    n_distractors: int = 2,
+    painter: Painter = colour_scene,
+    scale: int = 1,
 ) -> CuhkFixture:
-    """Write the tree under ``root`` (the dataset folder, i.e. ``<data root>/cuhk_sysu``)."""
+    """Write the tree under ``root`` (the dataset folder, i.e. ``<data root>/cuhk_sysu``).
+    Scene names encode the split (s1..s99 train, s100.. test), hence n_train < 100,
+    n_test_ids <= 33 and n_distractors <= 100."""
+    assert n_train < 100 and n_test_ids <= 33 and n_distractors <= 100
     images = root / "Image" / "SSM"
     images.mkdir(parents=True, exist_ok=True)
     (root / "annotation" / "test" / "train_test").mkdir(parents=True, exist_ok=True)
-    scenes = _layout(n_train, n_ids, n_test_ids)
+    scenes = {
+        name: [(x * scale, y * scale, w * scale, h * scale, who) for x, y, w, h, who in people]
+        for name, people in _layout(n_train, n_ids, n_test_ids, n_distractors).items()
+    }
     for k, (name, people) in enumerate(scenes.items()):
-        _draw(images / name, people, seed=k)
+        pixels = painter(k, WIDTH * scale, HEIGHT * scale, people)
+        Image.fromarray(pixels).save(images / name, quality=95)
     names = list(scenes)
     train_names = [n for n in names if int(n[1:-4]) < 100]
     pool = [n for n in names if int(n[1:-4]) >= 100]
@@ -155,7 +176,7 @@ def write_cuhk_fixture(
         for k in (1, 2):
             g = f"s{100 + 3 * t + k}.jpg"
             gallery.append((g, next(p[:4] for p in scenes[g] if p[4] == target)))
-        gallery += [(f"s{200 + d}.jpg", None) for d in range(2)]
+        gallery += [(f"s{200 + d}.jpg", None) for d in range(n_distractors)]
         other = f"s{100 + 3 * ((t + 1) % n_test_ids)}.jpg"  # another query's scene
         gallery.append((other, None))
         queries.append((q_name, q_box, gallery))

@@ -5,10 +5,14 @@
 and junk ``-1_...``), plus a ``Thumbs.db`` the reader must skip, and a datasets.yaml whose
 ``market1501`` entry holds the fixture's file counts (point ``CIRBENCH_DATASETS_YAML`` at it).
 Each id has its own colours (top and bottom half) plus noise, so a model can learn something.
+``source`` replaces those pixels: ``source(pid, camera, seed)`` returns an (H, W, 3) uint8 picture
+(tests/layouts_real.py passes real handwriting on real photographs); the tree, names and
+catalogue stay this module's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,8 @@ from PIL import Image
 
 FOLDER = "Market-1501-v15.09.15"
 SIZE = (32, 64)  # PIL (width, height)
+#: (pid, camera, seed) -> (H, W, 3) uint8 pixels of one image; seed is unique per image.
+ImageSource = Callable[[int, int, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,21 @@ def colour(pid: int, part: int) -> np.ndarray:
     return rng.integers(0, 256, size=3)
 
 
-def write_jpeg(path: Path, pid: int, seed: int) -> None:
+def colour_pixels(pid: int, cam: int, seed: int) -> np.ndarray:
+    """The default source: the id's two colours plus noise (``cam`` unused)."""
     rng = np.random.default_rng(seed)
     w, h = SIZE
     img = np.empty((h, w, 3), dtype=np.float64)
     img[: h // 2] = colour(pid, 0)
     img[h // 2 :] = colour(pid, 1)
     img += rng.normal(0.0, 20.0, size=img.shape)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_jpeg(
+    path: Path, pid: int, seed: int, cam: int = 1, source: ImageSource = colour_pixels
+) -> None:
+    Image.fromarray(source(pid, cam, seed)).save(path, quality=90)
 
 
 def name(pid: int, cam: int, frame: int, box: int = 1) -> str:
@@ -55,36 +68,45 @@ def name(pid: int, cam: int, frame: int, box: int = 1) -> str:
 
 
 def write_market_fixture(
-    data_root: Path, n_train_ids: int = 8, n_test_ids: int = 5, per_id: int = 4
+    data_root: Path,
+    n_train_ids: int = 8,
+    n_test_ids: int = 5,
+    per_id: int = 4,
+    distractors: int = 4,
+    junk: int = 3,
+    source: ImageSource = colour_pixels,
 ) -> MarketFixture:
     folder = data_root / FOLDER
     dirs = {d: folder / d for d in ("bounding_box_train", "query", "bounding_box_test")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     seed = 0
+
+    def write(sub: str, pid: int, cam: int) -> None:
+        write_jpeg(dirs[sub] / name(pid, cam, seed), pid, seed, cam, source)
+
     train_ids = [2 * i + 1 for i in range(n_train_ids)]  # odd ids: relabelling is exercised
     for pid in train_ids:
         for j in range(per_id + pid % 3):
             seed += 1
-            write_jpeg(dirs["bounding_box_train"] / name(pid, 1 + j % 6, seed), pid, seed)
+            write("bounding_box_train", pid, 1 + j % 6)
     test_ids = [100 + 2 * i for i in range(n_test_ids)]
     queries = gallery = 0
     for pid in test_ids:
         for cam in (1, 2):
             seed += 1
-            write_jpeg(dirs["query"] / name(pid, cam, seed), pid, seed)
+            write("query", pid, cam)
             queries += 1
         for cam in (1, 3, 4):  # cam 1: same camera as a query (removed for that query)
             seed += 1
-            write_jpeg(dirs["bounding_box_test"] / name(pid, cam, seed), pid, seed)
+            write("bounding_box_test", pid, cam)
             gallery += 1
-    distractors, junk = 4, 3
     for j in range(distractors):
         seed += 1
-        write_jpeg(dirs["bounding_box_test"] / name(0, 1 + j % 6, seed), 0, seed)
+        write("bounding_box_test", 0, 1 + j % 6)
     for j in range(junk):
         seed += 1
-        write_jpeg(dirs["bounding_box_test"] / name(-1, 1 + j % 6, seed), 999, seed)
+        write_jpeg(dirs["bounding_box_test"] / name(-1, 1 + j % 6, seed), 999, seed, 1, source)
     (dirs["bounding_box_test"] / "Thumbs.db").write_bytes(b"\x00" * 16)
     train_images = sum(per_id + pid % 3 for pid in train_ids)
     test_files = gallery + distractors + junk

@@ -9,6 +9,9 @@
 - ``npz``: ``{split}_images.npz`` (``images`` (N, H, W, 3) uint8) and the same labels;
 - ``folders``: ``{split}/<class name>/<i>.png``.
 
+``write_split`` writes one split from given images and labels (tests/layouts_real.py passes real
+pictures and their super-categories).
+
 Image i of class c is filled with colour ``pixel(c, i)`` so tests can check that decoding and
 labels line up.
 """
@@ -46,13 +49,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def labels_dict(labels: np.ndarray, offset: int) -> dict[str, object]:
+def labels_dict(
+    labels: np.ndarray, offset: int, general: np.ndarray | None = None
+) -> dict[str, object]:
+    """The labels pickle; super-category ``general`` per image (default: specific // 10)."""
     specific = labels + offset
+    general = specific // 10 if general is None else general
     return {
         "label_specific": specific,
-        "label_general": specific // 10,
+        "label_general": general,
         "label_specific_str": [f"n{c:08d}" for c in specific],
-        "label_general_str": [f"cat{c // 10}" for c in specific],
+        "label_general_str": [f"cat{c}" for c in general],
     }
 
 
@@ -84,6 +91,7 @@ def write_split(
     labels: np.ndarray,
     offset: int,
     png_as_bytes: bool,
+    general: np.ndarray | None = None,
 ) -> None:
     if form == "folders":
         for row, (image, label) in enumerate(zip(images, labels, strict=True)):
@@ -92,7 +100,7 @@ def write_split(
             Image.fromarray(image).save(class_dir / f"{row:05d}.png")
         return
     with (folder / f"{split}_labels.pkl").open("wb") as fh:
-        pickle.dump(labels_dict(labels, offset), fh)
+        pickle.dump(labels_dict(labels, offset, general), fh)
     if form == "npz":
         np.savez(folder / f"{split}_images.npz", images=images)
         return
