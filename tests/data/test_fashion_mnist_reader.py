@@ -11,7 +11,7 @@ import pytest
 from fixture_fashion import FILES, coded_split, idx_bytes, write_idx
 
 from cirbench.data import idx
-from cirbench.data.catalog import check_dataset, load_catalog
+from cirbench.data.catalog import check_dataset, load_catalog, resolve_data_root
 from cirbench.errors import CirbenchError
 
 # md5 of the decompressed official IDX files (see the provenance comment of datasets.yaml)
@@ -119,7 +119,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 def _real_folder() -> Path:
     entry = load_catalog()["fashion-mnist"]
-    status = check_dataset(entry, Path("~/cirbench-data"))
+    status = check_dataset(entry, resolve_data_root(None))  # then its system_folder
     if not status.ok or status.folder is None:
         pytest.skip(
             "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): "
