@@ -33,10 +33,12 @@ Profiles (all our choices; none is a paper protocol, since no CIR paper trains o
   5 methods x 3 seeds on 2 CPU cores shared by several users: width 8, 1 block per stage, stem
   stride 2 (stages on 14, 7, 4 pixels; 32-d embedding), Adam lr 3e-3 constant, weight decay
   5e-4, batch 128, ONE epoch over all 60,000 training images (468 steps), no augmentation.
-  Measured before choosing it: the width-16 stride-1 variant took over 10 minutes for its first
-  epoch on this loaded machine, this one about 3 minutes. A short CPU budget run, far from a
-  converged model and not a paper protocol: its numbers compare methods under one equal, small
-  budget only.
+  Measured before choosing it: the width-16 stride-1 variant had not finished its first epoch
+  after 10 minutes on this loaded machine. The committed 15 runs (3 one-thread processes side by
+  side under ``nice -n 10``) took 164-197 s of wall time each, median 176 s, and about 30 s of
+  CPU time each (``/usr/bin/time``: 152-154 s user per process of 5 runs). A short CPU budget
+  run, far from a converged model and not a paper protocol: its numbers compare methods under
+  one equal, small budget only.
 - ``smoke``: the ``cpu`` model on the first 2,048 training images, full test set: checks the
   pipeline end to end; its numbers mean nothing.
 """
