@@ -7,7 +7,11 @@ counts for image folders, where to get it, and its license. Nothing is downloade
 broken dataset ends in a :class:`~cirbench.errors.CirbenchError` that says what is wrong, the
 exact folder expected, and where to get the data.
 
-The data root is ``--data-root``, else ``$CIRBENCH_DATA``, else ``~/cirbench-data``.
+The data root is ``--data-root``, else ``$CIRBENCH_DATA``, else ``~/cirbench-data``. An entry
+may also name a ``system_folder``: an absolute path where a system package installs the dataset
+(Debian's ``dataset-fashion-mnist`` puts Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``).
+It is the one fallback: used only when the folder under the data root does not exist, and checked
+exactly like it (files, md5s, counts).
 
 A malformed ``datasets.yaml`` is a packaging error and raises :class:`ValueError`.
 """
@@ -39,7 +43,9 @@ BUNDLED_SOURCE = "sklearn"
 
 State = Literal["found", "missing", "corrupt"]
 
-_ENTRY_KEYS = frozenset({"description", "source", "folder", "files", "counts", "license", "notes"})
+_ENTRY_KEYS = frozenset(
+    {"description", "source", "folder", "system_folder", "files", "counts", "license", "notes"}
+)
 _FILE_KEYS = frozenset({"path", "md5"})
 _COUNT_KEYS = frozenset({"glob", "count"})
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -84,6 +90,7 @@ class DatasetEntry:
     description: str
     source: str
     folder: str | None = None
+    system_folder: str | None = None
     files: tuple[FileSpec, ...] = ()
     counts: tuple[CountSpec, ...] = ()
     license: str | None = None
@@ -191,6 +198,7 @@ def _parse_entry(label: str, name: object, raw: object) -> DatasetEntry:
         description=_text(data, "description", where),
         source=_text(data, "source", where),
         folder=_optional_text(data, "folder", where),
+        system_folder=_optional_text(data, "system_folder", where),
         files=tuple(_parse_file(item, where) for item in _list(data, "files", where)),
         counts=tuple(_parse_count(item, where) for item in _list(data, "counts", where)),
         license=_optional_text(data, "license", where),
@@ -202,12 +210,19 @@ def _parse_entry(label: str, name: object, raw: object) -> DatasetEntry:
 
 def _check_layout(entry: DatasetEntry, where: str) -> None:
     if entry.bundled:
-        if entry.folder is not None or entry.files or entry.counts:
+        if (
+            entry.folder is not None
+            or entry.system_folder is not None
+            or entry.files
+            or entry.counts
+        ):
             raise ValueError(f"{where}: source {BUNDLED_SOURCE} takes no folder, files or counts")
         return
     if entry.folder is None:
         raise ValueError(f"{where}: missing key folder (required unless source is sklearn)")
     _relative(entry.folder, "folder", where)
+    if entry.system_folder is not None and not PurePosixPath(entry.system_folder).is_absolute():
+        raise ValueError(f"{where}: system_folder {entry.system_folder!r} must be an absolute path")
     paths = [spec.path for spec in entry.files]
     duplicates = sorted({p for p in paths if paths.count(p) > 1})
     if duplicates:
@@ -291,12 +306,24 @@ def dataset_folder(entry: DatasetEntry, root: Path) -> Path:
     return _absolute(Path(root)) / entry.folder
 
 
+def locate_folder(entry: DatasetEntry, root: Path) -> Path:
+    """The folder to check: the one under ``root`` if it exists, else the entry's
+    ``system_folder`` if that exists, else the one under ``root`` (reported missing)."""
+    folder = dataset_folder(entry, root)
+    if not folder.is_dir() and entry.system_folder is not None:
+        system = Path(entry.system_folder)
+        if system.is_dir():
+            return system
+    return folder
+
+
 def check_dataset(entry: DatasetEntry, root: Path, checksums: bool = True) -> DatasetStatus:
-    """Check folder, files (size, HTML, md5 unless ``checksums=False``) and file counts."""
+    """Check folder, files (size, HTML, md5 unless ``checksums=False``) and file counts; the
+    folder is the one under ``root``, or the entry's ``system_folder`` (:func:`locate_folder`)."""
     root = _absolute(Path(root))
     if entry.bundled:
         return _check_bundled(entry, root, checksums)
-    folder = dataset_folder(entry, root)
+    folder = locate_folder(entry, root)
     if not folder.is_dir():
         problem = _Problem(True, f"folder {folder} does not exist")
         return _status(entry, root, folder, [problem], checksums)
@@ -399,14 +426,15 @@ def require_dataset(
         raise ValueError(f"dataset {name!r} is not in datasets.yaml; known: {', '.join(entries)}")
     entry = entries[name]
     status = check_dataset(entry, root, checksums)
-    if not status.ok:
+    if not status.ok or status.folder is None:
         raise CirbenchError(failure_message(status))
-    return dataset_folder(entry, root)
+    return status.folder
 
 
 def catalog_folder(name: str, root: Path) -> Path:
-    """Where datasets.yaml says dataset ``name`` lives under ``root`` (it may not exist)."""
-    return dataset_folder(load_catalog()[name], root)
+    """Where datasets.yaml says dataset ``name`` lives: under ``root``, or its system folder
+    (:func:`locate_folder`); it may not exist."""
+    return locate_folder(load_catalog()[name], root)
 
 
 def existing_folder(name: str, root: Path) -> Path:
@@ -424,6 +452,8 @@ def failure_message(status: DatasetStatus) -> str:
     if entry.bundled:
         return "\n".join(lines)
     lines.append(f"expected folder: {status.folder}")
+    if entry.system_folder is not None and status.folder != Path(entry.system_folder):
+        lines.append(f"  (or, installed by a system package: {entry.system_folder})")
     lines.append("it must contain:")
     lines += [f"  - {item}" for item in _expected_contents(entry)]
     lines.append(f"where to get it: {entry.source}")

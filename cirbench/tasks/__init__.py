@@ -1,6 +1,13 @@
 """Tasks; importing this package registers every task name in :data:`TASKS`."""
 
-from cirbench.tasks import cifar, cuhk_sysu, digits, fewshot, market  # noqa: F401  (registration side effects)
+from cirbench.tasks import (  # noqa: F401  (registration side effects)
+    cifar,
+    cuhk_sysu,
+    digits,
+    fashion_mnist,
+    fewshot,
+    market,
+)
 from cirbench.tasks.base import (
     TASKS,
     AnyTask,

@@ -29,6 +29,7 @@ EXPECTED = {
     "omniglot",
     "tieredimagenet",
     "cuhk-sysu",
+    "fashion-mnist",
 }
 HTML_PAGE = b"\n  <!DOCTYPE html>\n<html><head><title>Google Drive</title></head></html>\n"
 
@@ -80,13 +81,24 @@ def toy(tmp_path: Path) -> tuple[catalog.DatasetEntry, Path, Path]:
 # --- the shipped datasets.yaml -----------------------------------------------------------
 
 
-def test_shipped_catalog_has_all_eight_datasets() -> None:
+def test_shipped_catalog_has_all_nine_datasets() -> None:
     entries = load_catalog()
     assert set(entries) == EXPECTED
     assert entries["digits"].bundled and entries["digits"].folder is None
     for name in EXPECTED - {"digits"}:
         assert entries[name].folder, name
         assert entries[name].source.strip(), name
+
+
+def test_shipped_fashion_mnist_accepts_the_official_and_debians_gz() -> None:
+    entry = load_catalog()["fashion-mnist"]
+    assert entry.system_folder == "/usr/share/datasets/fashion-mnist"
+    md5s = {f.path: f.accepted_md5 for f in entry.files}
+    assert md5s["train-images-idx3-ubyte.gz"] == (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",  # zalandoresearch/fashion-mnist README
+        "cf8536b0aa1a6ac5fa3f23001093305c",  # Debian's recompressed copy
+    )
+    assert md5s["t10k-labels-idx1-ubyte.gz"][0] == "bb300cfdad3c16e7a12a480ee83cd310"
 
 
 def test_shipped_catalog_cifar_md5s_are_torchvisions() -> None:
