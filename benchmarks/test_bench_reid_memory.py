@@ -60,8 +60,14 @@ def noisy_market(seed: int = 0, noise: float = NOISE) -> dict[str, np.ndarray]:
     qf = rng.standard_normal((NUM_QUERY, DIM), dtype=np.float32)
     qf *= noise
     qf += centres[q_pids]
-    return {"qf": qf, "gf": gf, "q_pids": q_pids, "q_cams": q_cams, "g_pids": g_pids,
-            "g_cams": g_cams}  # fmt: skip
+    return {
+        "qf": qf,
+        "gf": gf,
+        "q_pids": q_pids,
+        "q_cams": q_cams,
+        "g_pids": g_pids,
+        "g_cams": g_cams,
+    }
 
 
 def chunked_distances(d: dict[str, np.ndarray]) -> np.ndarray:
@@ -106,15 +112,21 @@ def _status_kib(field: str) -> int:
 
 def child(folder: str) -> None:
     """Run in a fresh process: load the arrays, evaluate once, print peak extra memory."""
-    arrays = {name: np.load(Path(folder) / f"{name}.npy") for name in
-              ("qf", "gf", "q_pids", "q_cams", "g_pids", "g_cams")}  # fmt: skip
+    arrays = {
+        name: np.load(Path(folder) / f"{name}.npy")
+        for name in ("qf", "gf", "q_pids", "q_cams", "g_pids", "g_cams")
+    }
     torch.set_num_threads(torch.get_num_threads())  # initialise the thread pool first
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _status_kib("VmRSS")
     result = evaluate_reid(
-        torch.from_numpy(arrays["qf"]), torch.from_numpy(arrays["gf"]),
-        arrays["q_pids"], arrays["q_cams"], arrays["g_pids"], arrays["g_cams"],
-    )  # fmt: skip
+        torch.from_numpy(arrays["qf"]),
+        torch.from_numpy(arrays["gf"]),
+        arrays["q_pids"],
+        arrays["q_cams"],
+        arrays["g_pids"],
+        arrays["g_cams"],
+    )
     peak = _status_kib("VmHWM")
     print(json.dumps({"rss_before_kib": before, "peak_kib": peak, "metrics": result.metrics}))
 

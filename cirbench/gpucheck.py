@@ -189,8 +189,11 @@ def _cifar(root: Path) -> str:
     return str(fx.catalog_for(root / "datasets.yaml", "cifar10", root, "cifar-10-batches-py"))
 
 
-OMNIGLOT_SETS = {"images_background_small1": 4, "images_background_small2": 4,
-                 "images_evaluation": 6}  # fmt: skip
+OMNIGLOT_SETS = {
+    "images_background_small1": 4,
+    "images_background_small2": 4,
+    "images_evaluation": 6,
+}
 
 
 def _omniglot(root: Path) -> None:
@@ -283,8 +286,7 @@ def make_bench(spec: str, sizes: Sizes, num_classes: int, device: torch.device) 
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     method = build_method(spec, MethodContext(num_classes, model.embed_dim)).to(device)
-    cfg = engine.TrainConfig(epochs=1, batch_size=sizes.p * sizes.k, lr=3.5e-4,
-                             weight_decay=5e-4)  # fmt: skip
+    cfg = engine.TrainConfig(epochs=1, batch_size=sizes.p * sizes.k, lr=3.5e-4, weight_decay=5e-4)
     optimizers = [engine.make_optimizer(model, cfg), *method.auxiliary_optimizers()]
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
@@ -454,11 +456,17 @@ def compile_check(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     compile_s = time.perf_counter() - start
     compiled.batches = first
     bare_loop(compiled)  # recompiles settle here, if any
-    rates = alternate({"eager": lambda: bare_loop(plain), "compiled": lambda: bare_loop(compiled)},
-                      sizes.rounds)  # fmt: skip
+    rates = alternate(
+        {"eager": lambda: bare_loop(plain), "compiled": lambda: bare_loop(compiled)}, sizes.rounds
+    )
     eager, comp = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
-    return {"ok": True, "first_step_s": compile_s, "eager_images_per_s": eager,
-            "compiled_images_per_s": comp, "speedup": comp / eager}  # fmt: skip
+    return {
+        "ok": True,
+        "first_step_s": compile_s,
+        "eager_images_per_s": eager,
+        "compiled_images_per_s": comp,
+        "speedup": comp / eager,
+    }
 
 
 def syncs_per_step(device: torch.device, sizes: Sizes) -> dict[str, Any]:
@@ -485,32 +493,49 @@ def noisy_reid(sizes: Sizes, noise: float = 4.0) -> dict[str, np.ndarray]:
     nq, ng, dim = sizes.eval_shape
     rng = np.random.default_rng(0)
     n_distract = ng // 6
-    g_pids = np.concatenate([rng.integers(1, sizes.eval_ids + 1, size=ng - n_distract),
-                             np.zeros(n_distract, np.int64)])  # fmt: skip
+    g_pids = np.concatenate(
+        [rng.integers(1, sizes.eval_ids + 1, size=ng - n_distract), np.zeros(n_distract, np.int64)]
+    )
     g_cams = rng.integers(0, 6, size=ng)
     pick = rng.choice(ng - n_distract, size=nq, replace=False)
     q_pids, q_cams = g_pids[pick], (g_cams[pick] + rng.integers(1, 6, size=nq)) % 6
     centres = rng.standard_normal((sizes.eval_ids + 1, dim), dtype=np.float32)
     gf = centres[g_pids] + noise * rng.standard_normal((ng, dim), dtype=np.float32)
     qf = centres[q_pids] + noise * rng.standard_normal((nq, dim), dtype=np.float32)
-    return {"qf": qf, "gf": gf, "q_pids": q_pids, "q_cams": q_cams, "g_pids": g_pids,
-            "g_cams": g_cams}  # fmt: skip
+    return {
+        "qf": qf,
+        "gf": gf,
+        "q_pids": q_pids,
+        "q_cams": q_cams,
+        "g_pids": g_pids,
+        "g_cams": g_cams,
+    }
 
 
 def reid_eval(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     d = noisy_reid(sizes)
-    args = (torch.from_numpy(d["qf"]), torch.from_numpy(d["gf"]), d["q_pids"], d["q_cams"],
-            d["g_pids"], d["g_cams"])  # fmt: skip
+    args = (
+        torch.from_numpy(d["qf"]),
+        torch.from_numpy(d["gf"]),
+        d["q_pids"],
+        d["q_cams"],
+        d["g_pids"],
+        d["g_cams"],
+    )
     out: dict[str, Any] = {"shape": list(sizes.eval_shape)}
     for where in ("cpu", device.type) if device.type != "cpu" else ("cpu",):
         reset_peak(device)
         start = time.perf_counter()
         metrics = evaluate_reid(*args, device=torch.device(where)).metrics
-        out[where] = {"seconds": time.perf_counter() - start, "metrics": metrics,
-                      "peak_mib": peak_mib(device) if where == "cuda" else None}  # fmt: skip
+        out[where] = {
+            "seconds": time.perf_counter() - start,
+            "metrics": metrics,
+            "peak_mib": peak_mib(device) if where == "cuda" else None,
+        }
     if "cuda" in out:
-        diff = max(abs(out["cuda"]["metrics"][k] - out["cpu"]["metrics"][k]) for k in
-                   out["cpu"]["metrics"])  # fmt: skip
+        diff = max(
+            abs(out["cuda"]["metrics"][k] - out["cpu"]["metrics"][k]) for k in out["cpu"]["metrics"]
+        )
         out["max_metric_difference"] = diff
         out["speedup"] = out["cpu"]["seconds"] / out["cuda"]["seconds"]
     out["ok"] = out.get("max_metric_difference", 0.0) < 1e-3
@@ -532,13 +557,20 @@ def run_item(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def describe_device(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__,
-                            "threads": torch.get_num_threads(), "cpus": os.cpu_count()}  # fmt: skip
+    info: dict[str, Any] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info |= {"name": props.name, "memory_gib": props.total_memory / 2**30,
-                 "cuda": torch.version.cuda,
-                 "cudnn": torch.backends.cudnn.version()}  # type: ignore[no-untyped-call]  # fmt: skip
+        info |= {
+            "name": props.name,
+            "memory_gib": props.total_memory / 2**30,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
+        }
     return info
 
 
