@@ -32,6 +32,7 @@ from cirbench.data.catalog import (
     resolve_data_root,
 )
 from cirbench.errors import CirbenchError, did_you_mean
+from cirbench.gpucheck import gpu_check, markdown
 from cirbench.methods import METHODS, MethodSpec
 from cirbench.methods.base import check_sections, component_config
 from cirbench.models import weights as w
@@ -514,6 +515,15 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    tasks = tuple(t for t in args.tasks.split(",") if t) if args.tasks else None
+    device = resolve_device(args.device)
+    report = gpu_check(Path(args.out), device, args.tiny, args.compile, tasks)
+    print(markdown(report), end="")
+    print(f"written: {Path(args.out) / 'gpu-check.json'} and gpu-check.md")
+    return 0 if report["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cirbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cirbench {__version__}")
@@ -691,6 +701,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--checksums", action="store_true", help="list: also verify sha256 sums")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser(
+        "gpu-check",
+        help="one prepared check of a GPU machine: smoke runs, throughput, CIR cost, evaluation",
+    )
+    p.add_argument("--out", required=True, help="folder for gpu-check.json / .md and its data")
+    p.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N or cpu")
+    p.add_argument("--tiny", action="store_true", help="toy sizes (the CPU test of this command)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile of the model")
+    p.add_argument("--tasks", help="comma-separated smoke runs to do (default: every task)")
+    p.set_defaults(func=cmd_gpu_check)
     return parser
 
 

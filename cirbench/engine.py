@@ -150,6 +150,62 @@ def batch_to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+#: Steps between two reads of the running loss for the progress bar (``progress=True`` only).
+PROGRESS_EVERY = 25
+
+
+class _EpochLosses:
+    """Running sums of the loss terms and the first non-finite step, kept on the device.
+
+    Nothing here reads a value back to the host during the epoch: each step adds the terms
+    (as float64, so the per-epoch means are bit for bit what ``sum(float(v))`` gave before,
+    Python floats being IEEE doubles added in the same order) and records, with
+    ``torch.where``, the step and the values of the first step whose total was not finite.
+    :meth:`result` reads everything once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.keys: tuple[str, ...] = ()
+        self.sums = torch.zeros(0, dtype=torch.float64, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_values = self.sums
+
+    def add(self, terms: dict[str, Tensor], step: int) -> None:
+        keys = tuple(terms)
+        if not self.keys:
+            self.keys = keys
+            self.sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
+            self.bad_values = self.sums.clone()
+        if keys != self.keys:
+            raise RuntimeError(f"loss terms changed within an epoch: {self.keys} -> {keys}")
+        values = torch.stack([v.detach().to(torch.float64) for v in terms.values()])
+        self.sums += values
+        first = (self.bad_step < 0) & ~torch.isfinite(values[keys.index("total")])
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_values = torch.where(first, values, self.bad_values)
+
+    def total(self) -> float:
+        """The running sum of ``total`` (one host read, for the progress bar)."""
+        return float(self.sums[self.keys.index("total")])
+
+    def check(self, epoch: int) -> None:
+        """Raise :class:`TrainingDivergedError` if some step so far had a non-finite total."""
+        step = int(self.bad_step)
+        if step < 0:
+            return
+        values = dict(zip(self.keys, self.bad_values.tolist(), strict=True))
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        raise TrainingDivergedError(
+            f"training diverged: loss {', '.join(bad)} became {values['total']} at epoch "
+            f"{epoch + 1}, step {step + 1}. Lower the learning rate (--set train.lr=...) or the "
+            "loss weights; no result record was written."
+        )
+
+    def means(self, steps: int) -> dict[str, float]:
+        return {k: v / steps for k, v in zip(self.keys, self.sums.tolist(), strict=True)}
+
+
 def train_one_epoch(
     model: nn.Module,
     method: Method,
@@ -162,14 +218,21 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over ``batches``; returns the mean of every loss term and the images/s (all ranks).
 
-    ``model`` is an :class:`EmbeddingNet` or the DDP wrapper of one."""
+    ``model`` is an :class:`EmbeddingNet` or the DDP wrapper of one.
+
+    The step does not wait for the device: loss terms are summed on it and read once at the end
+    of the epoch (and every :data:`PROGRESS_EVERY` steps when the progress bar is on). A
+    non-finite total is therefore reported when it is read, not at the step it happened: the
+    error names the epoch and the first bad step (recorded on the device), but the steps after it
+    have already run (with NaN weights on CPU; on CUDA the gradient scaler skips them).
+    """
     model.train()
     method.train()
     head = unwrap(model).head
     method_params = [p for p in method.parameters() if p.requires_grad]
     world_size = distributed.world()[1]
     amp = scaler.is_enabled()
-    sums: dict[str, float] = {}
+    losses = _EpochLosses(device)
     steps = images = 0
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
@@ -178,7 +241,6 @@ def train_one_epoch(
         x, y = batch_to_device(x, device), batch_to_device(y, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             terms = custom_step(x, y, method) if custom_step else method(model(x), y, head)
-        check_finite(terms, epoch, step)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         scaler.scale(terms["total"]).backward()
@@ -186,29 +248,18 @@ def train_one_epoch(
         for opt in optimizers:
             scaler.step(opt)
         scaler.update()
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        losses.add(terms, step)
         steps += 1
         images += len(y) * world_size
-        if progress:
+        if progress and steps % PROGRESS_EVERY == 0:
+            losses.check(epoch)
             rate = images / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{float(terms['total']):.4f}", img_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{losses.total() / steps:.4f}", img_s=f"{rate:.0f}")
     if steps == 0:
         raise CirbenchError("the training set gave no batch: lower train.batch_size")
+    losses.check(epoch)
     seconds = time.perf_counter() - start
-    return {**{k: v / steps for k, v in sums.items()}, "images_per_s": images / seconds}
-
-
-def check_finite(terms: dict[str, Tensor], epoch: int, step: int) -> None:
-    if bool(torch.isfinite(terms["total"])):
-        return
-    bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
-    value = float(terms["total"].detach())
-    raise TrainingDivergedError(
-        f"training diverged: loss {', '.join(bad)} became {value} at epoch "
-        f"{epoch + 1}, step {step + 1}. Lower the learning rate (--set train.lr=...) or the "
-        "loss weights; no result record was written."
-    )
+    return {**losses.means(steps), "images_per_s": images / seconds}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

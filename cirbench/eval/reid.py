@@ -20,8 +20,13 @@ we compute the distance block, sort each row's *values* (``np.sort``, no index p
 find each own-id entry's rank by binary search in its sorted row (ties with other entries are
 resolved by index, exactly like a stable argsort). Removing same-camera entries only shifts the
 ranks of the matches behind them. So the work is one distance matrix plus one row-wise sort, in
-chunks of ``chunk_size`` queries: peak extra memory is about ``2 * chunk_size * G * itemsize``
-bytes (33 MB at Market size with 256 float32 rows), instead of the full Q x G matrix.
+chunks of ``chunk_size`` queries: a distance block and its sorted copy, ``2 * chunk_size * G *
+itemsize`` bytes (33 MB at Market size with 256 float32 rows), instead of the full Q x G matrix.
+The gallery is not copied (junk rows are dropped only when a junk id exists) and its squared
+norms are taken in row chunks (the same bits as one ``pow(2).sum(1)``, without a G x D
+temporary). Measured peak memory above the inputs at Market size, and how to measure it:
+``benchmarks/test_bench_reid_eval.py`` (``results/benchmarks/reid-eval-memory-cpu.json``).
+``device`` computes the distance blocks on another device (e.g. CUDA); ranking stays on the CPU.
 
 Distances: ``euclidean`` ranks by the squared Euclidean distance (the same order as Euclidean;
 reid-strong-baseline and torchreid also rank squared distances), ``cosine`` by 1 - cosine.
@@ -126,6 +131,15 @@ def distance_block(q: Tensor, g: Tensor, g_sq: Tensor | None, distance: Distance
     return torch.addmm(g_sq.unsqueeze(0), q, g.T, alpha=-2.0).add_(q_sq)
 
 
+def row_sq_norms(x: Tensor, chunk: int = 1024) -> Tensor:
+    """``x.pow(2).sum(dim=1)`` computed ``chunk`` rows at a time: each row is reduced on its
+    own, so the norms have the same bits, without an ``x``-sized temporary."""
+    out = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    for start in range(0, len(x), chunk):
+        out[start : start + chunk] = x[start : start + chunk].pow(2).sum(dim=1)
+    return out
+
+
 def positions_in_rows(dist: np.ndarray, sorted_rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """0-based position of gallery entry ``idx[c, m]`` in row c's stable ascending order."""
     values = np.take_along_axis(dist, idx, axis=1)
@@ -206,30 +220,35 @@ def evaluate_reid(
     ks: tuple[int, ...] = DEFAULT_KS,
     chunk_size: int = DEFAULT_CHUNK,
     rerank: RerankConfig | None = None,
+    device: torch.device | str | None = None,
 ) -> ReidEvaluation:
     """CMC / mAP / mINP of query features against gallery features (Market-1501 protocol).
 
     ``normalize`` L2-normalises the features first (reid-strong-baseline ``TEST.FEAT_NORM``).
     Computed in float32, or float64 when the features are float64. Junk gallery entries
-    (id -1) are dropped before any distance is computed.
+    (id -1) are dropped before any distance is computed. ``device``: where the distance blocks
+    are computed (default: the CPU); the ranking always runs on the CPU.
     """
     q_pids, q_cams = np.asarray(q_pids, np.int64), np.asarray(q_cams, np.int64)
     g_pids, g_cams = np.asarray(g_pids, np.int64), np.asarray(g_cams, np.int64)
     check_inputs(q_pids, q_cams, g_pids, g_cams)
+    where = torch.device("cpu") if device is None else torch.device(device)
+    q = _prepare(query_features, distance, normalize).to(where)
+    g = _prepare(gallery_features, distance, normalize).to(where)
     keep = g_pids != JUNK_ID
-    q = _prepare(query_features, distance, normalize)
-    g = _prepare(gallery_features, distance, normalize)[torch.from_numpy(keep)]
-    g_pids, g_cams = g_pids[keep], g_cams[keep]
+    if not keep.all():  # a copy of the gallery only when there is junk to drop
+        g = g[torch.from_numpy(keep).to(g.device)]
+        g_pids, g_cams = g_pids[keep], g_cams[keep]
     if rerank is not None:
-        dist = k_reciprocal_rerank(q, g, rerank, distance)
+        dist = k_reciprocal_rerank(q.cpu(), g.cpu(), rerank, distance)
         return evaluate_distances(dist, q_pids, q_cams, g_pids, g_cams, ks, chunk_size)
     gallery = _Gallery.build(g_pids, g_cams)
-    g_sq = g.pow(2).sum(dim=1) if distance == "euclidean" else None
+    g_sq = row_sq_norms(g) if distance == "euclidean" else None
     parts = []
     peak = 0
     for start in range(0, len(q), chunk_size):
         stop = start + chunk_size
-        block = distance_block(q[start:stop], g, g_sq, distance).numpy()
+        block = distance_block(q[start:stop], g, g_sq, distance).cpu().numpy()
         peak = max(peak, 2 * block.nbytes)
         parts.append(chunk_metrics(block, q_pids[start:stop], q_cams[start:stop], gallery))
     return collect(parts, ks, len(q), len(g), peak)
@@ -286,7 +305,7 @@ def collect(
 def _all_distances(x: Tensor, distance: Distance, chunk: int = 1024) -> np.ndarray:
     """(N, N) original distances, float32: squared Euclidean or 1 - cosine."""
     x = x.float()
-    sq = x.pow(2).sum(dim=1) if distance == "euclidean" else None
+    sq = row_sq_norms(x) if distance == "euclidean" else None
     out = np.empty((len(x), len(x)), dtype=np.float32)
     for start in range(0, len(x), chunk):
         out[start : start + chunk] = distance_block(x[start : start + chunk], x, sq, distance)

@@ -85,14 +85,12 @@ class ClassInterference(Perturbation):
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         if not self.training or self.cfg.p == 0.0:
             return features
-        known = (labels >= 0) & (labels < self.ctx.num_classes)
-        if bool(known.all()):
-            return self._perturb(features, labels)
-        if not bool(known.any()):
-            return features
-        moved = features.clone()
-        moved[known] = self._perturb(features[known], labels[known])
-        return moved
+        num_classes = self.ctx.num_classes
+        known = (labels >= 0) & (labels < num_classes)
+        # No host branch on the labels: unknown samples get the sentinel class C (never a
+        # negative, never in the memory) and are put back unchanged by the final ``where``.
+        safe = torch.where(known, labels, num_classes)
+        return torch.where(known.unsqueeze(1), self._perturb(features, safe), features)
 
     def _perturb(self, features: Tensor, labels: Tensor) -> Tensor:
         if self.cfg.normalize_input:
@@ -110,24 +108,39 @@ class ClassInterference(Perturbation):
         return moved
 
     def _centroids(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Centroid rows (K, D), which rows are usable (K,), and each sample's own row (N,)."""
-        classes, index = torch.unique(labels, return_inverse=True)
-        sums = torch.zeros(len(classes), features.shape[1], device=features.device)
-        sums.index_add_(0, index, features)
-        counts = torch.bincount(index, minlength=len(classes)).unsqueeze(1)
-        means = sums / counts
-        if self.cfg.centroids == "batch":
-            return means, torch.ones_like(classes, dtype=torch.bool), index
-        self._update_memory(classes, means)
-        return self.memory, self.seen, labels
+        """Centroid rows (K, D), which rows are usable (K,), and each sample's own row (N,).
 
-    def _update_memory(self, classes: Tensor, means: Tensor) -> None:
+        ``labels`` equal to C mark unknown samples. ``"batch"``: one row per distinct label
+        (``torch.unique``, which on CUDA waits for the device to size its output: the one sync
+        left in CIR); the sentinel's row is not usable. ``"ema"``: the (C, D) memory, updated
+        with fixed shapes and no sync."""
+        num_classes = self.ctx.num_classes
+        if self.cfg.centroids == "batch":
+            classes, index = torch.unique(labels, return_inverse=True)
+            sums = torch.zeros(len(classes), features.shape[1], device=features.device)
+            sums.index_add_(0, index, features)
+            counts = torch.bincount(index, minlength=len(classes)).unsqueeze(1)
+            return sums / counts, classes < num_classes, index
+        self._update_memory(features, labels)
+        return self.memory, self.seen, labels.clamp(max=num_classes - 1)
+
+    def _update_memory(self, features: Tensor, labels: Tensor) -> None:
+        """c_k <- m c_k + (1 - m) mean_k for every class k in the batch (mean_k the first time),
+        over all C rows at once: the per-row sums add the samples in batch order, so the rows
+        get the same bits as a per-class update would."""
+        num_classes, dim = self.memory.shape
+        sums = torch.zeros(num_classes + 1, dim, device=features.device)
+        sums.index_add_(0, labels, features)
+        counts = torch.zeros(num_classes + 1, device=features.device)
+        counts.index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
+        present = counts[:num_classes] > 0
+        means = sums[:num_classes] / counts[:num_classes].clamp_min(1.0).unsqueeze(1)
         m = self.cfg.momentum
-        old = self.memory[classes]
-        first = ~self.seen[classes]
-        updated = torch.where(first.unsqueeze(1), means, m * old + (1.0 - m) * means)
-        self.memory[classes] = updated.to(self.memory.dtype)
-        self.seen[classes] = True
+        old = self.memory.float()
+        first = (~self.seen).unsqueeze(1)
+        updated = torch.where(first, means, m * old + (1.0 - m) * means)
+        self.memory.copy_(torch.where(present.unsqueeze(1), updated, old))
+        self.seen |= present
 
     def _targets(self, centroids: Tensor, valid: Tensor, own: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample target (N, D) and whether the sample has any negative class (N,)."""

@@ -36,16 +36,25 @@ at 64x32, P x K = 4 x 4, 2 epochs, no warm-up, in-process loading.
 Determinism: the P x K sampler (:class:`~cirbench.data.samplers.PKSampler`) draws from the
 engine's generator, which is also the DataLoader's generator, so worker seeds (and with them
 every flip, crop and erasing) follow from the run's seed.
+
+Loading (``--set train.FIELD=...``): ``num_workers`` (default None: one per CPU this process may
+use, at most 8; the number of workers changes which worker draws a batch's augmentation, so
+results depend on it: set it explicitly to compare runs across machines), ``pin_memory``
+(default None: on when CUDA is available), ``prefetch_factor`` batches per worker (default 4,
+ours). Workers are not persistent across epochs on purpose: each epoch builds its loader from the
+engine's generator, which is what makes ``--resume`` bit-identical; a persistent worker would
+carry its RNG state from one epoch into the next, and a resumed run could not restore it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from PIL import Image
@@ -84,7 +93,9 @@ class MarketConfig(TrainConfig):
     flip: float = 0.5
     pad: int = 10
     erasing: float = 0.5
-    num_workers: int = 2
+    num_workers: int | None = None
+    pin_memory: bool | None = None
+    prefetch_factor: int = 4
     eval_batch_size: int = 128
     eval_distance: Literal["euclidean", "cosine"] = "euclidean"
     eval_normalize: bool = True
@@ -106,8 +117,11 @@ class MarketConfig(TrainConfig):
         for name in ("flip", "erasing"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
-        if self.pad < 0 or self.num_workers < 0 or self.last_stride not in (1, 2):
+        workers = 0 if self.num_workers is None else self.num_workers
+        if self.pad < 0 or workers < 0 or self.last_stride not in (1, 2):
             raise ValueError("pad and num_workers must be >= 0, last_stride 1 or 2")
+        if self.prefetch_factor < 1:
+            raise ValueError(f"prefetch_factor must be >= 1, got {self.prefetch_factor}")
 
 
 class RandomErasing:
@@ -184,6 +198,22 @@ class ReidImages(Dataset[tuple[Tensor, int]]):
             ) from None
         out: Tensor = self.transform(rgb)
         return out, int(self.split.pids[index])
+
+
+def default_workers() -> int:
+    """One DataLoader worker per CPU this process may run on, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, cpus or 1)
+
+
+def loader_options(c: MarketConfig) -> dict[str, Any]:
+    """DataLoader keyword arguments from the config's loading fields (module docstring)."""
+    workers = default_workers() if c.num_workers is None else c.num_workers
+    pin = torch.cuda.is_available() if c.pin_memory is None else c.pin_memory
+    options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
+    if workers > 0:
+        options["prefetch_factor"] = c.prefetch_factor
+    return options
 
 
 def clean_loader_errors(loader: DataLoader[tuple[Tensor, int]]) -> Iterator[tuple[Tensor, Tensor]]:
@@ -285,9 +315,8 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
         loader = DataLoader(
             ReidImages(market.train, train_transform(c)),
             batch_sampler=sampler,
-            num_workers=c.num_workers,
             generator=generator,
-            pin_memory=torch.cuda.is_available(),
+            **loader_options(c),
         )
         return clean_loader_errors(loader)
 
@@ -298,7 +327,7 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
             ReidImages(split, test_transform(c)),
             batch_size=c.eval_batch_size,
             shuffle=False,
-            num_workers=c.num_workers,
+            **loader_options(c),
         )
         feats = [model.embed(x.to(device)).float().cpu() for x, _ in clean_loader_errors(loader)]
         return torch.cat(feats)

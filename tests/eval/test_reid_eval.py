@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from cirbench.eval import reid
 from cirbench.eval.reid import (
     RerankConfig,
     evaluate_distances,
     evaluate_reid,
     k_reciprocal_rerank,
+    row_sq_norms,
 )
 
 KS = (1, 5, 10)
@@ -272,3 +274,44 @@ def test_rerank_default_runs_and_helps_on_clustered_data() -> None:
     rr = evaluate_reid(d["qf"], d["gf"], *ids(d), rerank=RerankConfig()).metrics
     assert 0.0 < rr["mAP"] <= 1.0
     assert rr["mAP"] > plain["mAP"] - 0.05
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1024])
+def test_row_chunked_squared_norms_have_the_same_bits(chunk: int) -> None:
+    x = torch.randn(3000, 2048, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(row_sq_norms(x, chunk), x.pow(2).sum(dim=1))
+
+
+def test_gallery_without_junk_is_not_copied(monkeypatch) -> None:
+    d = market_like(6)
+    keep = d["g_pids"] != -1
+    gf = torch.from_numpy(d["gf"][keep]).float().contiguous()
+    seen: list[int] = []
+    real = reid.distance_block
+
+    def spy(q, g, g_sq, distance):  # type: ignore[no-untyped-def]
+        seen.append(g.data_ptr())
+        return real(q, g, g_sq, distance)
+
+    monkeypatch.setattr(reid, "distance_block", spy)
+    q_pids, q_cams, g_pids, g_cams = ids(d)
+    qf = torch.from_numpy(d["qf"]).float()
+    got = evaluate_reid(qf, gf, q_pids, q_cams, g_pids[keep], g_cams[keep], chunk_size=8)
+    assert seen and set(seen) == {gf.data_ptr()}
+    on_cpu = evaluate_reid(qf, gf, q_pids, q_cams, g_pids[keep], g_cams[keep], device="cpu")
+    assert on_cpu.metrics == got.metrics
+
+
+def test_many_exact_ties_follow_the_stable_rule_in_float32() -> None:
+    # Features on a coarse grid: float32 distances are exact integers with many exact ties,
+    # across chunk boundaries and between own-id entries, distractors and other ids.
+    d = market_like(7, n_ids=30, dim=4)
+    qf = np.round(d["qf"]).astype(np.float32)
+    gf = np.round(d["gf"]).astype(np.float32)
+    dist = sq_euclidean(qf.astype(np.float64), gf.astype(np.float64))
+    assert sum(len(np.unique(r)) < len(r) for r in dist) == len(dist)  # every row has ties
+    expected, invalid = reference_loop(dist, *ids(d))
+    got = evaluate_reid(qf, gf, *ids(d), chunk_size=5)
+    for key, value in expected.items():
+        assert got.metrics[key] == pytest.approx(value, abs=1e-12), key
+    assert got.invalid_queries == invalid
