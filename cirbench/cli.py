@@ -14,8 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from statistics import mean
+from typing import Any
 
 import torch
 import yaml
@@ -31,6 +33,8 @@ from cirbench.data.catalog import (
     load_catalog,
     resolve_data_root,
 )
+from cirbench.engine import EpochReport
+from cirbench.epochlog import LOGGERS
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.gpucheck import gpu_check, markdown
 from cirbench.methods import METHODS, MethodSpec
@@ -198,6 +202,35 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def say(line: str) -> None:
+    """One progress line on stderr, flushed: it reaches a log file (nohup, SLURM) at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def epoch_line(name: str) -> Callable[[EpochReport], None]:
+    """The per-epoch line of a run whose stderr is not a terminal (no progress bar there)."""
+
+    def report(r: EpochReport) -> None:
+        row = r.history[-1]
+        say(
+            f"{name}: epoch {r.epoch}/{r.epochs} loss {row.get('total', float('nan')):.4f}, "
+            f"{row.get('images_per_s', 0.0):.0f} images/s, {r.seconds:.1f} s; "
+            f"ETA {duration(r.eta_seconds)}"
+        )
+
+    return report
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     check_run_args(args)
     if args.exact and (code := setup_exact(args)) is not None:
@@ -221,22 +254,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec in specs:  # every method is valid before anything trains
         build_checked(task, spec, ctx, overrides)
     main_rank = distributed.is_main()
-    progress = main_rank and not args.quiet and sys.stderr.isatty()
-    written = []
-    for spec in specs:
-        for seed in seeds:
-            start = time.perf_counter()
-            run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact)
-            path = train_and_record(
-                run, Path(args.out), device, args.resume, progress, command=args.argv
-            )
-            if path is not None:
-                written.append(str(path))
-                elapsed = time.perf_counter() - start
-                print(
-                    f"{task.name} {spec} seed {seed}: done in {elapsed:.1f} s -> {path}",
-                    file=sys.stderr,
-                )
+    talk = main_rank and not args.quiet
+    progress = talk and sys.stderr.isatty()  # bars on a terminal, one line per epoch elsewhere
+    runs = [(spec, seed) for spec in specs for seed in seeds]
+    written: list[str] = []
+    durations: list[float] = []
+    for k, (spec, seed) in enumerate(runs, start=1):
+        name = f"{task.name} {spec} seed {seed}"
+        if talk:
+            eta = f", ETA {duration(mean(durations) * (len(runs) - k + 1))}" if durations else ""
+            say(f"run {k}/{len(runs)}: {name}{eta}")
+        start = time.perf_counter()
+        run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact)
+        path = train_and_record(
+            run,
+            Path(args.out),
+            device,
+            args.resume,
+            progress,
+            command=args.argv,
+            logger=args.logger,
+            on_epoch=epoch_line(name) if talk and not progress else None,
+        )
+        durations.append(time.perf_counter() - start)
+        if path is not None:
+            written.append(str(path))
+            say(f"{name}: done in {durations[-1]:.1f} s -> {path}")
     if main_rank:
         df = load_records(args.out, task.name)
         print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
@@ -528,14 +571,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cirbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cirbench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
+    # -v also after the subcommand (cirbench run digits -v); SUPPRESS keeps the one given first
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered tasks or methods")
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[verbose], **kwargs)
+
+    p = add("list", help="list registered tasks or methods")
     p.add_argument("what", choices=["tasks", "methods"])
     p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'ci*'")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("run", help="train and evaluate methods on a task, one record per seed")
+    p = add("run", help="train and evaluate methods on a task, one record per seed")
     p.add_argument("task")
     p.add_argument("--method", help="comma-separated specs, e.g. ce,cir+ce (default: the task's)")
     p.add_argument("--seeds", default="0,1,2", help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
@@ -566,7 +615,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", help="datasets folder (default $CIRBENCH_DATA or ~/cirbench-data)"
     )
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or lines")
+    p.add_argument(
+        "--logger",
+        choices=LOGGERS,
+        default="csv",
+        help="per-epoch log beside the record: csv (default; <out>/logs/), tensorboard "
+        "(<out>/tensorboard/), none",
+    )
     p.add_argument(
         "--nproc",
         type=int,
@@ -575,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("sweep", help="tasks x methods x seeds; skips cells that have a record")
+    p = add("sweep", help="tasks x methods x seeds; skips cells that have a record")
     p.add_argument("--tasks", required=True, help="comma-separated task names")
     p.add_argument("--methods", required=True, help="comma-separated method specs")
     p.add_argument("--seeds", default="0,1,2", help="e.g. 0-4 (default 0,1,2)")
@@ -593,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("config", help="print the resolved configuration a run would use")
+    p = add("config", help="print the resolved configuration a run would use")
     p.add_argument("task")
     p.add_argument("--method", help="comma-separated specs (default: the task's)")
     p.add_argument("--profile")
@@ -601,12 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(p)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("clean", help="delete checkpoints of finished runs (--all: every one)")
+    p = add("clean", help="delete checkpoints of finished runs (--all: every one)")
     p.add_argument("--out", default=default_out(), help="as `run --out` (default outputs/)")
     p.add_argument("--all", action="store_true", help="also checkpoints of unfinished runs")
     p.set_defaults(func=cmd_clean)
 
-    p = sub.add_parser("table", help="mean ± std over seeds of a task's records")
+    p = add("table", help="mean ± std over seeds of a task's records")
     p.add_argument("task")
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument(
@@ -619,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser(
+    p = add(
         "report",
         help="tables (md, LaTeX, CSV), plots, REPORT.md and the README status: ours vs reported",
     )
@@ -645,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("check", help="CI gate: exit 1 when a record's metric leaves its tolerance")
+    p = add("check", help="CI gate: exit 1 when a record's metric leaves its tolerance")
     p.add_argument("tasks", nargs="*", metavar="TASK", help="default: every task with records")
     p.add_argument("--against", choices=["baseline", "reported"], default="baseline")
     p.add_argument(
@@ -685,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("datasets", help="check datasets on disk against datasets.yaml")
+    p = add("datasets", help="check datasets on disk against datasets.yaml")
     p.add_argument("action", choices=["list", "verify"])
     p.add_argument("name", nargs="?")
     p.add_argument(
@@ -694,15 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checksums", action="store_true", help="list: also verify md5 sums")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser(
-        "weights", help="pretrained backbone weights of weights.yaml: list, fetch, verify"
-    )
+    p = add("weights", help="pretrained backbone weights of weights.yaml: list, fetch, verify")
     p.add_argument("action", choices=["list", "fetch", "verify"])
     p.add_argument("name", nargs="?")
     p.add_argument("--checksums", action="store_true", help="list: also verify sha256 sums")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser(
+    p = add(
         "gpu-check",
         help="one prepared check of a GPU machine: smoke runs, throughput, CIR cost, evaluation",
     )

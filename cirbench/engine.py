@@ -215,8 +215,10 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
     progress: bool = False,
+    total: int | None = None,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns the mean of every loss term and the images/s (all ranks).
+    """One pass over ``batches``; returns the mean of every loss term, the images/s (all ranks)
+    and the number of ``steps``. ``total``: the steps expected, for the progress bar's ETA.
 
     ``model`` is an :class:`EmbeddingNet` or the DDP wrapper of one.
 
@@ -235,7 +237,7 @@ def train_one_epoch(
     losses = _EpochLosses(device)
     steps = images = 0
     start = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", total=total, leave=False, disable=not progress)
     custom_step = getattr(unwrap(model), "training_step", None)
     for step, (x, y) in enumerate(bar):
         x, y = batch_to_device(x, device), batch_to_device(y, device)
@@ -259,7 +261,7 @@ def train_one_epoch(
         raise CirbenchError("the training set gave no batch: lower train.batch_size")
     losses.check(epoch)
     seconds = time.perf_counter() - start
-    return {**losses.means(steps), "images_per_s": images / seconds}
+    return {**losses.means(steps), "images_per_s": images / seconds, "steps": steps}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -394,15 +396,27 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str) -> int | No
 
 
 @dataclass(frozen=True)
+class EpochReport:
+    """What :func:`fit` tells ``FitOptions.on_epoch`` after each epoch (rank 0 and others)."""
+
+    epoch: int  # 1-based
+    epochs: int
+    history: tuple[dict[str, float], ...]  # every epoch so far, the last one is this epoch's
+    seconds: float  # this epoch's training time
+    eta_seconds: float  # the remaining epochs at the mean time per epoch of this process
+
+
+@dataclass(frozen=True)
 class FitOptions:
     """How :func:`fit` saves and reports, not what it computes: ``checkpoint`` (written after
     every epoch, None for none), ``resume`` from it, the config ``fingerprint`` a checkpoint must
-    match, and a ``progress`` bar."""
+    match, a ``progress`` bar, and ``on_epoch`` called after every epoch (loggers, log lines)."""
 
     checkpoint: Path | None = None
     resume: bool = False
     fingerprint: str = ""
     progress: bool = False
+    on_epoch: Callable[[EpochReport], None] | None = None
 
 
 def fit(
@@ -440,6 +454,7 @@ def fit(
     resumed = None
     if options.resume and checkpoint is not None:
         resumed = load_checkpoint(checkpoint, state, fingerprint)
+    steps: int | None = None  # of the previous epoch: the progress bar's total
     for epoch in range(len(state.history), cfg.epochs):
         start = time.perf_counter()
         lr = float(optimizers[0].param_groups[0]["lr"])
@@ -452,11 +467,22 @@ def fit(
             device,
             epoch,
             options.progress,
+            steps,
         )
+        steps = int(terms.pop("steps"))
         scheduler.step()
-        state.train_seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        state.train_seconds += seconds
         state.history.append({"epoch": epoch + 1, "lr": lr, **terms})
-        log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, terms)
+        log.info(
+            "epoch %d/%d: %s",
+            epoch + 1,
+            cfg.epochs,
+            ", ".join(f"{k} {v:.4g}" for k, v in terms.items()),
+        )
+        if options.on_epoch is not None:  # train_seconds includes a resumed run's earlier epochs
+            eta = (cfg.epochs - epoch - 1) * state.train_seconds / (epoch + 1)
+            options.on_epoch(EpochReport(epoch + 1, cfg.epochs, tuple(state.history), seconds, eta))
         if checkpoint is not None:
             rng = distributed.gather(rng_state(generator))
             if distributed.is_main():

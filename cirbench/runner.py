@@ -6,7 +6,7 @@ several processes every rank trains; only rank 0 evaluates and writes the record
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
@@ -15,7 +15,8 @@ import torch
 
 from cirbench import distributed, exact
 from cirbench.config import Overrides, to_dict
-from cirbench.engine import FitOptions, FitResult, fit, seed_everything
+from cirbench.engine import EpochReport, FitOptions, FitResult, fit, seed_everything
+from cirbench.epochlog import EpochLog, Logger
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
@@ -103,15 +104,30 @@ def train_and_record(
     resume: bool = False,
     progress: bool = False,
     command: Sequence[str] = (),
+    logger: Logger = "csv",
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> Path | None:
     """Train and evaluate one (method, seed) and write its record; return the record's path
-    (``None`` on ranks other than 0, which write nothing)."""
+    (``None`` on ranks other than 0, which write nothing). ``logger`` writes the per-epoch log
+    beside it (:mod:`cirbench.epochlog`); ``on_epoch`` is called after every epoch as well."""
     model, method = prepare(run)
     config = resolved_config(run, method)
     chash = config_hash(config)
     path = record_path(out, run.task.name, method.name, run.seed, chash)
     checkpoint = out / "checkpoints" / run.task.name / path.with_suffix(".pt").name
-    result = train(run, model, method, device, FitOptions(checkpoint, resume, chash, progress))
+    main = distributed.is_main()
+    epoch_log = EpochLog(logger if main else "none", out, run.task.name, path.stem)
+
+    def after_epoch(report: EpochReport) -> None:
+        epoch_log(report)
+        if on_epoch is not None and main:
+            on_epoch(report)
+
+    options = FitOptions(checkpoint, resume, chash, progress, after_epoch)
+    try:
+        result = train(run, model, method, device, options)
+    finally:
+        epoch_log.close()
     if not distributed.is_main():
         return None
     record: dict[str, Any] = {

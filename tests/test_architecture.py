@@ -15,8 +15,9 @@ DELIBERATE = {
     # torch must not load before exact mode has set its environment (cirbench.exact)
     ("cirbench.entry", "cirbench.cli"),
     ("cirbench.exact", "torch"),
-    # optional dependency: only the slurm launcher needs it
+    # optional dependencies: only the slurm launcher / the tensorboard logger need them
     ("cirbench.sweep", "submitit"),
+    ("cirbench.epochlog", "torch.utils.tensorboard"),
 }
 
 

@@ -93,3 +93,48 @@ def test_tables_order_metrics_naturally_recall_5_before_10() -> None:
     ]
     header = format_table(pd.DataFrame(rows)).splitlines()[0]
     assert header.index("recall@1 ") < header.index("recall@5 ") < header.index("recall@10 ")
+
+
+def test_without_a_terminal_each_epoch_is_a_line_before_the_run_ends(tmp_path: Path) -> None:
+    """As in a SLURM or nohup log: 'run k of N', then one flushed line per epoch."""
+    import subprocess
+    import sys
+
+    argv = ["run", "digits", "--method", "ce", "--seeds", "0", "--profile", "smoke"]
+    argv += ["--set", "train.epochs=3", "--out", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cirbench", *argv],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    epoch1 = proc.stderr.readline()
+    # the record is written only after the last epoch: the line came while training
+    assert not list(tmp_path.glob("runs/digits/*.json"))
+    rest = proc.stderr.read()
+    assert proc.wait() == 0
+    assert first.startswith("run 1/1: digits ce seed 0")
+    assert epoch1.startswith("digits ce seed 0: epoch 1/3 loss ") and "ETA" in epoch1
+    assert "epoch 3/3" in rest and "done in" in rest
+    log = (tmp_path / "logs" / "digits").glob("ce__seed0__*.csv")
+    rows = next(log).read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,ce,total,images_per_s") and len(rows) == 4
+
+
+def test_tensorboard_logger(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    argv = ["run", "digits", "--method", "ce", "--seeds", "0", "--profile", "smoke", "-q"]
+    assert main([*argv, "--logger", "tensorboard", "--out", str(tmp_path)]) == 0
+    events = list((tmp_path / "tensorboard" / "digits").glob("ce__seed0__*/events.out.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [(["run", "digits"], False), (["-v", "run", "digits"], True), (["run", "digits", "-v"], True)],
+)
+def test_verbose_before_or_after_the_subcommand(argv: list[str], verbose: bool) -> None:
+    assert cli.build_parser().parse_args(argv).verbose is verbose
