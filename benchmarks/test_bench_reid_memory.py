@@ -35,7 +35,8 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from cirbench.eval.reid import DEFAULT_CHUNK, distance_block, evaluate_reid, row_sq_norms
+from cirbench.eval.distances import distance_block, row_sq_norms
+from cirbench.eval.reid import DEFAULT_CHUNK, evaluate_reid
 
 NUM_QUERY, NUM_GALLERY, DIM = 3368, 15913, 2048
 NUM_IDS, NUM_DISTRACTORS = 750, 2793

@@ -20,7 +20,7 @@ plain per-episode reference used in tests and benchmarks.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +29,8 @@ from scipy import stats
 from torch import Tensor
 
 from cirbench.data.episodes import Episodes
+from cirbench.eval.distances import Distance, working_precision
 
-Distance = Literal["euclidean", "cosine"]
 CHUNK_FLOATS = 1 << 20  # gathered floats per chunk: 4 MiB in float32 stays in cache (fastest here)
 
 
@@ -52,7 +52,7 @@ def episode_accuracies(
     features: Tensor, episodes: Episodes, distance: Distance = "euclidean"
 ) -> np.ndarray:
     """Accuracy of every episode (E,) from cached ``features`` (num images, D)."""
-    feats = features if features.dtype == torch.float64 else features.float()
+    feats = working_precision(features)
     n_eps, n_way, k_shot = episodes.support.shape
     n_query = episodes.query.shape[2]
     per_episode = n_way * (k_shot + n_query) * feats.shape[1]
@@ -74,7 +74,7 @@ def episode_accuracies_loop(
     features: Tensor, episodes: Episodes, distance: Distance = "euclidean"
 ) -> np.ndarray:
     """The same as :func:`episode_accuracies`, one episode at a time (reference, benchmarks)."""
-    feats = features if features.dtype == torch.float64 else features.float()
+    feats = working_precision(features)
     accs = []
     for e in range(episodes.n_episodes):
         sup = feats[torch.from_numpy(episodes.support[e])]  # (N, K, D)

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,9 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.eval.distances import Distance, distance_block, row_sq_norms
+
 log = logging.getLogger(__name__)
 
-Distance = Literal["euclidean", "cosine"]
 JUNK_ID = -1
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_CHUNK = 256
@@ -120,24 +120,6 @@ class _Gallery:
 
 def as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-
-
-def distance_block(q: Tensor, g: Tensor, g_sq: Tensor | None, distance: Distance) -> Tensor:
-    """(C, D) x (G, D) -> (C, G): squared Euclidean, or 1 - cosine for normalised inputs."""
-    if distance == "cosine":
-        return 1.0 - q @ g.T
-    assert g_sq is not None
-    q_sq = q.pow(2).sum(dim=1, keepdim=True)
-    return torch.addmm(g_sq.unsqueeze(0), q, g.T, alpha=-2.0).add_(q_sq)
-
-
-def row_sq_norms(x: Tensor, chunk: int = 1024) -> Tensor:
-    """``x.pow(2).sum(dim=1)`` computed ``chunk`` rows at a time: each row is reduced on its
-    own, so the norms have the same bits, without an ``x``-sized temporary."""
-    out = torch.empty(len(x), dtype=x.dtype, device=x.device)
-    for start in range(0, len(x), chunk):
-        out[start : start + chunk] = x[start : start + chunk].pow(2).sum(dim=1)
-    return out
 
 
 def positions_in_rows(dist: np.ndarray, sorted_rows: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -9,13 +9,7 @@ AP of a query = mean over its matches of precision at the match's rank.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-
-
-def cosine_distance(queries: Tensor, gallery: Tensor) -> Tensor:
-    """1 - cosine similarity, (Q, D) x (G, D) -> (Q, G)."""
-    return 1.0 - F.normalize(queries, dim=1) @ F.normalize(gallery, dim=1).T
 
 
 def retrieval_metrics(

@@ -25,8 +25,9 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.eval.distances import working_precision
 from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig
-from cirbench.methods.triplet import label_masks, mean_over_valid, working_precision
+from cirbench.methods.triplet import label_masks, mean_over_valid
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cirbench.eval.distances import working_precision
 from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig, MethodContext
-from cirbench.methods.triplet import working_precision
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.eval.distances import working_precision
 from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig
-from cirbench.methods.triplet import working_precision
 
 
 @dataclass(frozen=True)

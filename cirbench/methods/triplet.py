@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.eval.distances import pairwise_distances, working_precision
 from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig
 
 
@@ -40,21 +41,6 @@ class TripletConfig(LossConfig):
     def validate(self) -> None:
         if self.margin < 0.0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
-
-
-def working_precision(features: Tensor) -> Tensor:
-    """``features`` in float32, or float64 when they already are."""
-    return features if features.dtype == torch.float64 else features.float()
-
-
-def pairwise_distances(x: Tensor, distance: str) -> Tensor:
-    """(N, D) -> (N, N) Euclidean or cosine distances."""
-    if distance == "cosine":
-        x = F.normalize(x, dim=1)
-        return 1.0 - x @ x.T
-    sq = x.pow(2).sum(dim=1)
-    squared = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
-    return squared.clamp(min=1e-12).sqrt()
 
 
 def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:

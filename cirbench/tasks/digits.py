@@ -26,7 +26,8 @@ from cirbench import distributed
 from cirbench.data.fingerprint import data_fingerprint
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
-from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
+from cirbench.eval.distances import cosine_distance
+from cirbench.eval.retrieval import retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.small import SmallCNN

@@ -58,7 +58,8 @@ from cirbench.data.cifar import channel_stats, shuffled_batches
 from cirbench.data.fingerprint import data_fingerprint
 from cirbench.data.idx import read_pair
 from cirbench.engine import Evaluation, TrainConfig
-from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
+from cirbench.eval.distances import cosine_distance
+from cirbench.eval.retrieval import retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.cifar_resnet import CifarResNet

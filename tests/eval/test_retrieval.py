@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cirbench.eval.classification import top1_accuracy
-from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
+from cirbench.eval.distances import cosine_distance
+from cirbench.eval.retrieval import retrieval_metrics
 
 
 def test_map_and_recall_by_hand() -> None:

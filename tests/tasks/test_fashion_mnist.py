@@ -16,7 +16,8 @@ from fixture_fashion import FILES, TEST_LABELS, TRAIN_IMAGES, write_fashion, wri
 
 from cirbench.cli import main
 from cirbench.data.catalog import CATALOG_ENV, check_dataset, load_catalog, resolve_data_root
-from cirbench.eval.retrieval import cosine_distance, retrieval_metrics
+from cirbench.eval.distances import cosine_distance
+from cirbench.eval.retrieval import retrieval_metrics
 from cirbench.models.cifar_resnet import CifarResNet
 from cirbench.tasks import TASKS
 from cirbench.tasks import fashion_mnist as fm
