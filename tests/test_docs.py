@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "cirbench.config",
     "cirbench.data.fingerprint",
+    "cirbench.eval.reid",
     "cirbench.methods.base",
     "cirbench.tasks.base",
 ]

@@ -210,6 +210,17 @@ def evaluate_reid(
     Computed in float32, or float64 when the features are float64. Junk gallery entries
     (id -1) are dropped before any distance is computed. ``device``: where the distance blocks
     are computed (default: the CPU); the ranking always runs on the CPU.
+
+    Examples:
+        Two queries; the gallery holds each one's match from another camera, a same-camera
+        picture of query 0 (not a valid match, removed from its ranking) and a distractor:
+
+        >>> q = np.array([[0.0, 0.0], [10.0, 0.0]])
+        >>> g = np.array([[0.1, 0.0], [9.0, 0.0], [0.0, 0.1], [5.0, 5.0]])
+        >>> result = evaluate_reid(q, g, q_pids=[1, 2], q_cams=[1, 1],
+        ...                        g_pids=[1, 2, 1, 0], g_cams=[2, 2, 1, 3])
+        >>> result.metrics["recall@1"], result.metrics["mAP"], result.num_valid_queries
+        (1.0, 1.0, 2)
     """
     q_pids, q_cams = np.asarray(q_pids, np.int64), np.asarray(q_cams, np.int64)
     g_pids, g_cams = np.asarray(g_pids, np.int64), np.asarray(g_cams, np.int64)
