@@ -33,7 +33,7 @@ def method_context(data: TaskData, model: EmbeddingNet) -> MethodContext:
 def build_checked(task: AnyTask, spec: str, ctx: MethodContext, overrides: Overrides) -> Method:
     """The method for ``spec`` (task defaults, then overrides), checked against the task."""
     method = build_method(spec, ctx, overrides, task.method_defaults)
-    check_requirements(method, task.provides, task.name)
+    check_requirements(method.spec, task.provides, task.name)
     return method
 
 

@@ -26,7 +26,12 @@ from typing import IO, Any
 from cirbench.config import Overrides, apply_overrides
 from cirbench.entry import slurm_job
 from cirbench.errors import CirbenchError
-from cirbench.methods.base import MethodSpec, check_sections, component_config
+from cirbench.methods.base import (
+    MethodSpec,
+    check_requirements,
+    check_sections,
+    component_config,
+)
 from cirbench.results import read_record
 from cirbench.tasks import TASKS
 
@@ -85,7 +90,9 @@ def expand(
         prof = profile or task.default_profile
         apply_overrides(task().profile(prof), parsed.section("train"), "train")
         for spec in specs:
-            for key in MethodSpec.parse(spec).keys:
+            parsed_spec = MethodSpec.parse(spec)
+            check_requirements(parsed_spec, task.provides, task_name)  # e.g. ce on omniglot
+            for key in parsed_spec.keys:
                 component_config(key, parsed, task.method_defaults)
             for seed in seeds:
                 cells.append(Cell(task_name, spec, seed, prof, relevant_sets(spec, sets)))

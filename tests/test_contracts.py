@@ -132,4 +132,4 @@ def test_every_task_has_valid_profiles_a_smoke_one_and_buildable_defaults(name: 
         cfg.validate()
     for spec in task.default_methods:
         method = build_method(spec, CTX, defaults=task.method_defaults)
-        check_requirements(method, task.provides, name)
+        check_requirements(method.spec, task.provides, name)

@@ -56,6 +56,13 @@ def test_expand_is_the_validated_grid_in_order() -> None:
         expand(["digits"], ["ce"], [0], profile="nope")
 
 
+def test_a_cell_its_task_cannot_train_is_refused_before_any_launch() -> None:
+    """ce needs a classifier; omniglot's model has none: the whole sweep is refused at once."""
+    with pytest.raises(CirbenchError, match=r"loss 'ce' needs a classifier.*'omniglot'"):
+        expand(["digits", "omniglot"], ["triplet", "ce"], [0])
+    assert len(expand(["digits", "omniglot"], ["triplet"], [0, 1])) == 4
+
+
 def test_cells_with_a_record_are_skipped(tmp_path: Path) -> None:
     cells = expand(["digits"], ["ce", "ls"], [0, 1], "smoke", FAST)
     fake_record(tmp_path, cells[1])

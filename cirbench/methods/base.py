@@ -258,13 +258,16 @@ def build_method(
     return Method(parsed, perturbations, losses)
 
 
-def check_requirements(method: Method, provides: frozenset[str], task: str) -> None:
-    """Raise a clear error when a loss needs an output the task's model does not have."""
-    for loss in method.loss_terms():
-        missing = loss.requires - provides
+def check_requirements(spec: MethodSpec, provides: frozenset[str], task: str) -> None:
+    """Raise a clear error when a loss needs an output the task's model does not have (read from
+    the classes: a sweep checks every cell this way before launching any)."""
+    for key in spec.losses:
+        cls = METHODS.get(key)
+        assert issubclass(cls, Loss)  # MethodSpec.parse put it among the losses
+        missing = cls.requires - provides
         if missing:
             what = "a classifier (logits)" if LOGITS in missing else "embedding features"
             raise CirbenchError(
-                f"method {method.name!r}: loss {loss.key!r} needs {what}, but task {task!r} "
+                f"method {spec.name!r}: loss {key!r} needs {what}, but task {task!r} "
                 f"provides only {', '.join(sorted(provides))}"
             )

@@ -144,10 +144,10 @@ def test_forward_total_is_weighted_sum() -> None:
 def test_check_requirements() -> None:
     method = build_method("ce", CTX)
     with pytest.raises(CirbenchError) as info:
-        check_requirements(method, frozenset({FEATURES}), "retrieval-task")
+        check_requirements(method.spec, frozenset({FEATURES}), "retrieval-task")
     msg = str(info.value)
     assert "'ce'" in msg and "logits" in msg and "'retrieval-task'" in msg
-    check_requirements(method, frozenset({FEATURES, LOGITS}), "digits")  # no error
+    check_requirements(method.spec, frozenset({FEATURES, LOGITS}), "digits")  # no error
 
 
 # --------------------------------------------------------------------------- naive loops

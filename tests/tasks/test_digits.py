@@ -51,7 +51,7 @@ def test_embedding_methods_get_no_top1(digits) -> None:
 def test_a_task_without_classifier_rejects_classification_losses(digits) -> None:
     method = build_method("cir+ce", MethodContext(10, 64))
     with pytest.raises(CirbenchError, match="needs a classifier"):
-        check_requirements(method, frozenset({FEATURES}), "features-only")
+        check_requirements(method.spec, frozenset({FEATURES}), "features-only")
 
 
 def test_circle_gets_the_task_defaults(digits) -> None:
