@@ -274,6 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress,
             command=args.argv,
             logger=args.logger,
+            compile_model=args.compile,
             on_epoch=epoch_line(name) if talk and not progress else None,
         )
         durations.append(time.perf_counter() - start)
@@ -616,6 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or lines")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model for training (faster on GPUs after a compile pause; "
+        "not part of the config, noted in the record)",
+    )
     p.add_argument(
         "--logger",
         choices=LOGGERS,

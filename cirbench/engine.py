@@ -410,13 +410,17 @@ class EpochReport:
 class FitOptions:
     """How :func:`fit` saves and reports, not what it computes: ``checkpoint`` (written after
     every epoch, None for none), ``resume`` from it, the config ``fingerprint`` a checkpoint must
-    match, a ``progress`` bar, and ``on_epoch`` called after every epoch (loggers, log lines)."""
+    match, a ``progress`` bar, ``on_epoch`` called after every epoch (loggers, log lines), and
+    ``compile``: ``torch.compile`` the model's forward for training (in place: checkpoints keep
+    their keys; evaluation runs uncompiled). How a run computes, not what: it is not part of the
+    config hash, and the record says whether it was on."""
 
     checkpoint: Path | None = None
     resume: bool = False
     fingerprint: str = ""
     progress: bool = False
     on_epoch: Callable[[EpochReport], None] | None = None
+    compile: bool = False
 
 
 def fit(
@@ -443,6 +447,8 @@ def fit(
     method.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if options.compile:
+        model.compile()
     if model.head is not None and LOGITS not in method.requires:
         model.head.requires_grad_(False)  # unused by this method: not trained, not synced
     train_model = wrap_distributed(model, device)
@@ -493,7 +499,8 @@ def fit(
         evaluation = evaluate_model(model, method, evaluate, device)
     distributed.barrier()
     wall = state.train_seconds + time.perf_counter() - start
-    return FitResult(evaluation, state.history, wall, resumed, {"amp": scaler.is_enabled()})
+    extra = {"amp": scaler.is_enabled(), "compiled": options.compile}
+    return FitResult(evaluation, state.history, wall, resumed, extra)
 
 
 def unwrap(model: nn.Module) -> EmbeddingNet:

@@ -106,6 +106,7 @@ def train_and_record(
     command: Sequence[str] = (),
     logger: Logger = "csv",
     on_epoch: Callable[[EpochReport], None] | None = None,
+    compile_model: bool = False,
 ) -> Path | None:
     """Train and evaluate one (method, seed) and write its record; return the record's path
     (``None`` on ranks other than 0, which write nothing). ``logger`` writes the per-epoch log
@@ -123,7 +124,7 @@ def train_and_record(
         if on_epoch is not None and main:
             on_epoch(report)
 
-    options = FitOptions(checkpoint, resume, chash, progress, after_epoch)
+    options = FitOptions(checkpoint, resume, chash, progress, after_epoch, compile_model)
     try:
         result = train(run, model, method, device, options)
     finally:
@@ -145,6 +146,7 @@ def train_and_record(
         "wall_time_s": round(result.wall_time_s, 3),
         "resumed_at_epoch": result.resumed_at_epoch,
         "amp": result.extra["amp"],
+        "compiled": result.extra["compiled"],
         "processes": distributed.world()[1],
         "dataset": {"name": run.task.dataset, "fingerprint": run.data.fingerprint},
         "weights": model.pretrained_weights,

@@ -138,3 +138,23 @@ def test_tensorboard_logger(tmp_path: Path) -> None:
 )
 def test_verbose_before_or_after_the_subcommand(argv: list[str], verbose: bool) -> None:
     assert cli.build_parser().parse_args(argv).verbose is verbose
+
+
+def test_compile_flag_compiles_the_model_and_says_so_in_the_record(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``--compile`` changes how a run computes, not what: same record name, flag recorded."""
+    import json
+
+    from cirbench.models import EmbeddingNet
+
+    calls: list[str] = []
+    monkeypatch.setattr(EmbeddingNet, "compile", lambda self: calls.append(type(self).__name__))
+    argv = ["run", "digits", "--method", "ce", "--seeds", "0", "--profile", "smoke", "-q"]
+    assert main([*argv, "--compile", "--out", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    (a,) = (tmp_path / "a" / "runs" / "digits").glob("*.json")
+    (b,) = (tmp_path / "b" / "runs" / "digits").glob("*.json")
+    assert calls == ["SmallCNN"] and a.name == b.name
+    assert json.loads(a.read_text())["compiled"] is True
+    assert json.loads(b.read_text())["compiled"] is False
