@@ -47,7 +47,7 @@ from cirbench.reporting import (
     statuses,
     write_report,
 )
-from cirbench.results import COMMITTED, MAX_SEED, default_out, load_records
+from cirbench.results import COMMITTED, MAX_SEED, SPLITS, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS, AnyTask
@@ -213,6 +213,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
+    if args.split == "val":
+        data = task.validation(data, cfg)
     task.check(data, cfg)
     model = task.build_model(data, cfg)
     check_output_folder(Path(args.out), checkpoint_bytes(model))
@@ -225,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec in specs:
         for seed in seeds:
             start = time.perf_counter()
-            run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact)
+            run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact, args.split)
             path = train_and_record(
                 run, Path(args.out), device, args.resume, progress, command=args.argv
             )
@@ -237,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     if main_rank:
-        df = load_records(args.out, task.name)
+        df = load_records(args.out, task.name, args.split)
         print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
     return 0
 
@@ -538,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_argument(p)
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
+    p.add_argument(
+        "--split",
+        choices=list(SPLITS),
+        default="test",
+        help="evaluate on the test split (default) or on the task's validation hold-out of "
+        "training data (val records never enter tables, reports or checks)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
