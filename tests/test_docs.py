@@ -11,6 +11,7 @@ MODULES = [
     "cirbench.config",
     "cirbench.data.fingerprint",
     "cirbench.methods.base",
+    "cirbench.space",
     "cirbench.tasks.base",
 ]
 
