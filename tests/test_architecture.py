@@ -17,6 +17,8 @@ DELIBERATE = {
     ("cirbench.exact", "torch"),
     # optional dependency: only the slurm launcher needs it
     ("cirbench.sweep", "submitit"),
+    # optional dependency: only `cirbench tune` needs it
+    ("cirbench.tune", "optuna"),
 }
 
 

@@ -1,0 +1,312 @@
+"""Equal-budget hyper-parameter search: ``cirbench tune TASK --method A,B --trials N``.
+
+Why: many reported gains of metric-learning losses shrink once every method gets the same tuning
+budget on a held-out validation split (Musgrave, Belongie, Lim, "A Metric Learning Reality
+Check", ECCV 2020, arXiv:2003.08505). Here every method gets exactly ``trials`` trials of
+Optuna's TPE sampler (Bergstra et al. 2011; ``optuna.samplers.TPESampler(seed=...)``, the same
+sampler seed for every method) over its own search space (:mod:`cirbench.space`), each trial one
+training run on the task's validation split (``Task.validation``: a hold-out of TRAINING data,
+never the test split), scored by one metric. Then each method's best configuration is trained
+again on the full training split and evaluated on the test split for the given seeds. Every
+run, trial or test, writes an ordinary record; its ``origin`` names the study, the trial and
+the storage it came from (val records stay out of tables and checks: ``results.records_frame``).
+
+Storage: one SQLite file beside the records, ``<out>/tune/optuna.sqlite3`` (Optuna's RDB
+storage). A study is named by task, method, profile and a hash of everything that defines its
+search (overrides, space, metric, seeds of sampler and trials), so rerunning the same command
+resumes it: finished trials count toward the budget, a trial left RUNNING by a killed process is
+marked failed and does not count. A trial whose run fails (e.g. diverged training) counts as
+used budget, as it would for any method, and is recorded as failed with its reason.
+
+Same sampler seed, one worker, same storage state -> the same sequence of trials. Optuna is an
+optional dependency (``pip install 'cirbench[tune]'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cirbench.config import Choice, Domain, FloatRange, IntRange, Overrides, apply_overrides
+from cirbench.errors import CirbenchError
+from cirbench.results import Split
+from cirbench.runner import RunSpec, train_and_record
+from cirbench.space import Space, to_overrides
+from cirbench.tasks import AnyTask
+
+if TYPE_CHECKING:
+    import optuna
+
+STORAGE_FILE = "optuna.sqlite3"
+COUNTED = "counted"  # user attribute of a trial that used budget (finished or failed in a run)
+
+
+def load_optuna() -> Any:
+    try:
+        import optuna  # optional: only `cirbench tune` needs it
+    except ImportError:
+        raise CirbenchError("cirbench tune needs Optuna: pip install 'cirbench[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def storage_url(out: Path) -> str:
+    """Optuna's RDB URL of the SQLite file under ``out/tune/`` (the folder is created)."""
+    folder = out / "tune"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
+
+
+def choose_metric(task: AnyTask, metric: str | None) -> tuple[str, str]:
+    """``(metric, "maximize" | "minimize")``: the given one, or the task's first non-interval
+    metric; a metric the task does not report is a user error."""
+    ranked = [m for m in task.metrics if m not in task.intervals]
+    name = metric or (ranked[0] if ranked else "")
+    if name not in ranked:
+        raise CirbenchError(
+            f"--metric {name!r}: {task.name} reports {', '.join(ranked) or 'no metric'}"
+        )
+    return name, "minimize" if name in task.lower_is_better else "maximize"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """One ``cirbench tune`` command: what is searched, with what budget, and how."""
+
+    task: AnyTask
+    profile: str
+    overrides: Overrides
+    spaces: Mapping[str, Space]  # method spec -> its (narrowed) space
+    trials: int
+    metric: str
+    direction: str
+    seeds: tuple[int, ...]
+    sampler_seed: int = 0
+    trial_seed: int = 0
+    command: tuple[str, ...] = ()
+
+    def study_name(self, spec: str) -> str:
+        """``task:spec:profile:hash``; the hash covers what defines the search (not the budget,
+        so a larger --trials extends a study)."""
+        key = {
+            "overrides": self.overrides.as_list(),
+            "space": {k: repr(v) for k, v in self.spaces[spec].items()},
+            "metric": self.metric,
+            "sampler_seed": self.sampler_seed,
+            "trial_seed": self.trial_seed,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.task.name}:{spec}:{self.profile}:{digest}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One finished trial: what the CLI shows."""
+
+    spec: str
+    trial: int
+    done: int  # trials of this method that used budget
+    total: int  # the budget per method
+    value: float | None  # None: the trial failed
+    best: float | None
+    eta_s: float  # seconds left for all methods' trials and the test runs
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """A method's study and its best trial re-run on the test split."""
+
+    spec: str
+    study: str
+    best_trial: int
+    best_value: float
+    best_params: Mapping[str, Any]
+    overrides: Overrides
+    failed_trials: int
+    test_records: tuple[Path, ...] = field(default=())
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, Domain]) -> dict[str, Any]:
+    """One value per dimension of ``space`` from ``trial``."""
+    values: dict[str, Any] = {}
+    for name, domain in space.items():
+        if isinstance(domain, FloatRange):
+            values[name] = trial.suggest_float(name, domain.low, domain.high, log=domain.log)
+        elif isinstance(domain, IntRange):
+            values[name] = trial.suggest_int(name, domain.low, domain.high, log=domain.log)
+        else:
+            assert isinstance(domain, Choice)
+            values[name] = trial.suggest_categorical(name, list(domain.values))
+    return values
+
+
+def run_once(
+    settings: TuneSettings,
+    data: Any,
+    spec: str,
+    seed: int,
+    overrides: Overrides,
+    split: Split,
+    origin: Mapping[str, Any],
+    out: Path,
+    device: torch.device,
+) -> tuple[Path, dict[str, Any]]:
+    """Train ``spec`` with ``overrides`` on ``data`` and write its record; return both."""
+    task = settings.task
+    cfg = apply_overrides(task.profile(settings.profile), overrides.section("train"), "train")
+    task.check(data, cfg)
+    run = RunSpec(
+        task, data, spec, seed, cfg, settings.profile, overrides, split=split, origin=origin
+    )
+    path = train_and_record(run, out, device, command=settings.command)
+    assert path is not None  # one process: rank 0
+    record: dict[str, Any] = json.loads(path.read_text())
+    return path, record
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(COUNTED)]
+
+
+def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> optuna.Study:
+    """Create or resume the study of ``spec``; trials left RUNNING by a killed run fail,
+    uncounted."""
+    study: optuna.Study = lib.create_study(
+        storage=storage,
+        study_name=settings.study_name(spec),
+        direction=settings.direction,
+        sampler=lib.samplers.TPESampler(seed=settings.sampler_seed),
+        load_if_exists=True,
+    )
+    for stale in study.get_trials(deepcopy=False, states=(lib.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=lib.trial.TrialState.FAIL)
+    return study
+
+
+def tune(
+    settings: TuneSettings,
+    val_data: Any,
+    test_data: Any,
+    out: Path,
+    device: torch.device,
+    report: Callable[[Progress], None] = lambda p: None,
+) -> list[MethodOutcome]:
+    """Run every method's budget of trials on ``val_data``, then each best configuration on
+    ``test_data`` for every seed; return what was found and written."""
+    lib = load_optuna()
+    storage = storage_url(out)
+    specs = list(settings.spaces)
+    studies = {spec: open_study(lib, settings, spec, storage) for spec in specs}
+    left = sum(max(0, settings.trials - len(counted(s))) for s in studies.values())
+    runs_left = left + len(specs) * len(settings.seeds)
+    durations: list[float] = []
+    for spec, study in studies.items():
+        while len(counted(study)) < settings.trials:
+            start = time.perf_counter()
+            trial = study.ask()
+            value = trial_value(settings, val_data, spec, study, trial, storage, out, device)
+            durations.append(time.perf_counter() - start)
+            runs_left -= 1
+            done = counted(study)
+            complete = [t for t in done if t.value is not None]
+            best = study.best_value if complete else None
+            eta = runs_left * sum(durations) / len(durations)
+            report(Progress(spec, trial.number, len(done), settings.trials, value, best, eta))
+    return [
+        test_best(settings, spec, studies[spec], test_data, storage, out, device) for spec in specs
+    ]
+
+
+def trial_value(
+    settings: TuneSettings,
+    data: Any,
+    spec: str,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    storage: str,
+    out: Path,
+    device: torch.device,
+) -> float | None:
+    """Train one trial on the validation split and tell the study; None when it failed."""
+    lib = load_optuna()
+    values = suggest(trial, settings.spaces[spec])
+    overrides = to_overrides(settings.overrides, values)
+    origin = {"study": study.study_name, "trial": trial.number, "storage": storage}
+    trial.set_user_attr(COUNTED, True)
+    try:
+        _, record = run_once(
+            settings, data, spec, settings.trial_seed, overrides, "val", origin, out, device
+        )
+    except CirbenchError as exc:
+        trial.set_user_attr("error", str(exc))
+        study.tell(trial, state=lib.trial.TrialState.FAIL)
+        return None
+    value = float(record["metrics"][settings.metric])
+    study.tell(trial, value)
+    return value
+
+
+def test_best(
+    settings: TuneSettings,
+    spec: str,
+    study: optuna.Study,
+    data: Any,
+    storage: str,
+    out: Path,
+    device: torch.device,
+) -> MethodOutcome:
+    """The best trial of ``spec`` trained and evaluated on the test split, one record per seed."""
+    done = counted(study)
+    complete = [t for t in done if t.value is not None]
+    if not complete:
+        raise CirbenchError(
+            f"tune {settings.task.name} {spec}: all {len(done)} trials failed (first reason: "
+            f"{done[0].user_attrs.get('error', 'unknown') if done else 'none ran'})"
+        )
+    best = study.best_trial
+    overrides = to_overrides(settings.overrides, best.params)
+    origin = {
+        "study": study.study_name,
+        "trial": best.number,
+        "storage": storage,
+        "metric": settings.metric,
+        "val_value": best.value,
+        "trials": len(done),
+    }
+    paths = tuple(
+        run_once(settings, data, spec, seed, overrides, "test", origin, out, device)[0]
+        for seed in settings.seeds
+    )
+    assert best.value is not None
+    return MethodOutcome(
+        spec,
+        study.study_name,
+        best.number,
+        best.value,
+        dict(best.params),
+        overrides,
+        len(done) - len(complete),
+        paths,
+    )
+
+
+def describe(outcomes: Sequence[MethodOutcome]) -> list[dict[str, Any]]:
+    """One row per method for the CLI's summary table."""
+    return [
+        {
+            "method": o.spec,
+            "best trial": o.best_trial,
+            "val value": round(o.best_value, 4),
+            "failed": o.failed_trials,
+            "best config": str(o.overrides) or "(defaults)",
+            "study": o.study,
+        }
+        for o in outcomes
+    ]
