@@ -248,6 +248,11 @@ def trial_value(
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=lib.trial.TrialState.FAIL)
         return None
+    if settings.metric not in record["metrics"]:
+        raise CirbenchError(
+            f"tune {settings.task.name}: {spec} does not report {settings.metric!r} (it reports "
+            f"{', '.join(record['metrics'])}); give a --metric every method tuned reports"
+        )
     value = float(record["metrics"][settings.metric])
     study.tell(trial, value)
     return value

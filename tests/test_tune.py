@@ -78,3 +78,10 @@ def test_bad_tune_arguments_exit_2(capsys) -> None:
     assert "--trials 0" in capsys.readouterr().err
     assert main(["tune", "digits", "--trials", "1", "--metric", "acc"]) == 2
     assert "--metric 'acc': digits reports top1, recall@1, mAP" in capsys.readouterr().err
+
+
+def test_a_metric_one_method_lacks_stops_with_one_line(tmp_path: Path, capsys) -> None:
+    args = ["tune", "digits", "--method", "triplet", "--profile", "smoke", "--trials", "1"]
+    assert main([*args, "--metric", "top1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "triplet does not report 'top1'" in err and "give a --metric" in err
