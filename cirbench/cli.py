@@ -52,7 +52,15 @@ from cirbench.runner import RunSpec, build_checked, method_context, train_and_re
 from cirbench.space import check_space_sections, method_space, narrow, parse_space
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS, AnyTask
-from cirbench.tune import Progress, TuneSettings, choose_metric, describe, storage_url, tune
+from cirbench.tune import (
+    Progress,
+    TuneSettings,
+    choose_metric,
+    describe,
+    safe_url,
+    storage_url,
+    tune,
+)
 
 log = logging.getLogger("cirbench")
 
@@ -275,10 +283,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         build_checked(task, spec, ctx, overrides)
     settings = TuneSettings(
         task, profile, overrides, spaces, args.trials, metric, direction, tuple(seeds),
-        args.sampler_seed, command=tuple(args.argv),
+        args.sampler_seed, command=tuple(args.argv), storage=args.storage,
     )  # fmt: skip
     total = args.trials * len(specs)
-    storage = storage_url(Path(args.out))
+    storage = safe_url(storage_url(Path(args.out), args.storage))
     print(
         f"tune {task.name}: {args.trials} trials x {len(specs)} methods on the validation split "
         f"({direction} {metric}), then seeds {args.seeds} on test; storage {storage}",
@@ -295,6 +303,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
 
     outcomes = tune(settings, val, data, Path(args.out), device, show)
+    if not outcomes:
+        print(
+            "trials of other workers are still running: the last worker to finish makes the "
+            "test runs (or rerun this command once they are done)",
+            file=sys.stderr,
+        )
+        return 0
     print(tabulate(describe(outcomes), headers="keys", tablefmt="github"))
     written = {str(p) for o in outcomes for p in o.test_records}
     df = load_records(args.out, task.name)
@@ -651,6 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. cir.p=0.1:0.9 cir.target=mean)",
     )
     p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    p.add_argument(
+        "--storage",
+        help="Optuna RDB URL shared by several workers, e.g. "
+        "postgresql+psycopg2://user@host/db (default: OUT/tune/optuna.sqlite3)",
+    )
     p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
     add_config_argument(p)
     p.add_argument("--profile")

@@ -11,12 +11,18 @@ again on the full training split and evaluated on the test split for the given s
 run, trial or test, writes an ordinary record; its ``origin`` names the study, the trial and
 the storage it came from (val records stay out of tables and checks: ``results.records_frame``).
 
-Storage: one SQLite file beside the records, ``<out>/tune/optuna.sqlite3`` (Optuna's RDB
-storage). A study is named by task, method, profile and a hash of everything that defines its
-search (overrides, space, metric, seeds of sampler and trials), so rerunning the same command
-resumes it: finished trials count toward the budget, a trial left RUNNING by a killed process is
-marked failed and does not count. A trial whose run fails (e.g. diverged training) counts as
-used budget, as it would for any method, and is recorded as failed with its reason.
+Storage: one SQLite file beside the records, ``<out>/tune/optuna.sqlite3``, or any Optuna RDB
+URL given with ``--storage`` (e.g. a PostgreSQL server, ``postgresql+psycopg2://...``; the
+``postgres`` extra installs the driver), which several ``cirbench tune`` workers share. A study
+is named by task, method, profile and a hash of everything that defines its search (overrides,
+space, metric, seeds of sampler and trials), so rerunning the same command resumes it. The
+budget holds across workers: a trial runs only if fewer than ``trials`` trials numbered before
+it are finished or running (the storage numbers trials atomically); one asked for beyond that
+is dropped uncounted. A trial left RUNNING by a dead worker of this host (its pid is gone) is
+marked failed and uncounted, so its place is run again; a dead worker on another host is not
+detected (not done). A trial whose run fails (e.g. diverged training) counts as used budget, as
+it would for any method, and is recorded as failed with its reason. The test runs are made by
+the worker that finds no trial running.
 
 Same sampler seed, one worker, same storage state -> the same sequence of trials. Optuna is an
 optional dependency (``pip install 'cirbench[tune]'``).
@@ -26,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,11 +65,23 @@ def load_optuna() -> Any:
     return optuna
 
 
-def storage_url(out: Path) -> str:
-    """Optuna's RDB URL of the SQLite file under ``out/tune/`` (the folder is created)."""
+def storage_url(out: Path, url: str | None = None) -> str:
+    """``url`` (any Optuna RDB URL, e.g. ``postgresql+psycopg2://user@host/db``), else the
+    SQLite file under ``out/tune/`` (the folder is created)."""
+    if url:
+        return url
     folder = out / "tune"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without a password, as records store it."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def choose_metric(task: AnyTask, metric: str | None) -> tuple[str, str]:
@@ -91,6 +111,7 @@ class TuneSettings:
     sampler_seed: int = 0
     trial_seed: int = 0
     command: tuple[str, ...] = ()
+    storage: str | None = None  # an Optuna RDB URL; None: SQLite beside the records
 
     def study_name(self, spec: str) -> str:
         """``task:spec:profile:hash``; the hash covers what defines the search (not the budget,
@@ -175,9 +196,49 @@ def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(COUNTED)]
 
 
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def alive(worker: str) -> bool:
+    """Whether the worker ``host:pid`` may still run: a process of this host that no longer
+    exists is dead; workers of other hosts are assumed alive."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(lib: Any, study: optuna.Study) -> None:
+    """Trials left RUNNING by a dead worker of this host fail, uncounted: their budget is free
+    again (a worker on another host that died is not detected)."""
+    for t in study.get_trials(deepcopy=False, states=(lib.trial.TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        if isinstance(worker, str) and not alive(worker):
+            study.tell(t.number, state=lib.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def within_budget(lib: Any, study: optuna.Study, number: int, budget: int) -> bool:
+    """Whether trial ``number`` is one of the budget: fewer than ``budget`` trials before it are
+    finished-and-counted or still running (trial numbers are given out atomically by the
+    storage, so concurrent workers agree)."""
+    running = lib.trial.TrialState.RUNNING
+    before = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.number < number and (t.user_attrs.get(COUNTED) or t.state == running)
+    ]
+    return len(before) < budget
+
+
 def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> optuna.Study:
-    """Create or resume the study of ``spec``; trials left RUNNING by a killed run fail,
-    uncounted."""
+    """Create or resume the study of ``spec`` (several workers may share it)."""
     study: optuna.Study = lib.create_study(
         storage=storage,
         study_name=settings.study_name(spec),
@@ -185,9 +246,23 @@ def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> opt
         sampler=lib.samplers.TPESampler(seed=settings.sampler_seed),
         load_if_exists=True,
     )
-    for stale in study.get_trials(deepcopy=False, states=(lib.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=lib.trial.TrialState.FAIL)
+    reap(lib, study)
     return study
+
+
+def next_trial(lib: Any, study: optuna.Study, budget: int) -> optuna.Trial | None:
+    """A new trial of ``study`` within the budget, or None when the budget is used or taken by
+    running trials (the trial asked for is then dropped, uncounted)."""
+    reap(lib, study)
+    if len(counted(study)) >= budget:
+        return None
+    trial = study.ask()
+    trial.set_user_attr("worker", worker_id())
+    if within_budget(lib, study, trial.number, budget):
+        return trial
+    trial.set_user_attr("over_budget", True)
+    study.tell(trial, state=lib.trial.TrialState.FAIL)
+    return None
 
 
 def tune(
@@ -201,16 +276,15 @@ def tune(
     """Run every method's budget of trials on ``val_data``, then each best configuration on
     ``test_data`` for every seed; return what was found and written."""
     lib = load_optuna()
-    storage = storage_url(out)
+    storage = storage_url(out, settings.storage)
     specs = list(settings.spaces)
     studies = {spec: open_study(lib, settings, spec, storage) for spec in specs}
     left = sum(max(0, settings.trials - len(counted(s))) for s in studies.values())
     runs_left = left + len(specs) * len(settings.seeds)
     durations: list[float] = []
     for spec, study in studies.items():
-        while len(counted(study)) < settings.trials:
+        while (trial := next_trial(lib, study, settings.trials)) is not None:
             start = time.perf_counter()
-            trial = study.ask()
             value = trial_value(settings, val_data, spec, study, trial, storage, out, device)
             durations.append(time.perf_counter() - start)
             runs_left -= 1
@@ -219,6 +293,9 @@ def tune(
             best = study.best_value if complete else None
             eta = runs_left * sum(durations) / len(durations)
             report(Progress(spec, trial.number, len(done), settings.trials, value, best, eta))
+    running = lib.trial.TrialState.RUNNING
+    if any(s.get_trials(deepcopy=False, states=(running,)) for s in studies.values()):
+        return []  # other workers still run trials: the last one to finish tests
     return [
         test_best(settings, spec, studies[spec], test_data, storage, out, device) for spec in specs
     ]
@@ -238,13 +315,13 @@ def trial_value(
     lib = load_optuna()
     values = suggest(trial, settings.spaces[spec])
     overrides = to_overrides(settings.overrides, values)
-    origin = {"study": study.study_name, "trial": trial.number, "storage": storage}
-    trial.set_user_attr(COUNTED, True)
+    origin = {"study": study.study_name, "trial": trial.number, "storage": safe_url(storage)}
     try:
         _, record = run_once(
             settings, data, spec, settings.trial_seed, overrides, "val", origin, out, device
         )
     except CirbenchError as exc:
+        trial.set_user_attr(COUNTED, True)
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=lib.trial.TrialState.FAIL)
         return None
@@ -254,6 +331,7 @@ def trial_value(
             f"{', '.join(record['metrics'])}); give a --metric every method tuned reports"
         )
     value = float(record["metrics"][settings.metric])
+    trial.set_user_attr(COUNTED, True)
     study.tell(trial, value)
     return value
 
@@ -280,7 +358,7 @@ def test_best(
     origin = {
         "study": study.study_name,
         "trial": best.number,
-        "storage": storage,
+        "storage": safe_url(storage),
         "metric": settings.metric,
         "val_value": best.value,
         "trials": len(done),
