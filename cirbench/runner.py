@@ -95,6 +95,8 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
     }
     if run.split != "test":  # only then: test hashes stay what they were
         config["split"] = run.split
+        if run.origin is not None:  # a tuning trial: one record per trial, even for equal values
+            config["origin"] = {k: run.origin[k] for k in ("study", "trial") if k in run.origin}
     return {**config, "mode": exact.EXACT} if run.exact else config
 
 

@@ -237,13 +237,20 @@ def within_budget(lib: Any, study: optuna.Study, number: int, budget: int) -> bo
     return len(before) < budget
 
 
+def sampler_seed(settings: TuneSettings) -> int:
+    """The TPE seed: ``--sampler-seed`` on the default SQLite storage (one worker: the same
+    sequence of trials every time); with ``--storage`` it is offset by this process id, since
+    workers seeded alike would propose the same values (their sequence is not reproducible)."""
+    return settings.sampler_seed + (os.getpid() if settings.storage else 0)
+
+
 def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> optuna.Study:
     """Create or resume the study of ``spec`` (several workers may share it)."""
     study: optuna.Study = lib.create_study(
         storage=storage,
         study_name=settings.study_name(spec),
         direction=settings.direction,
-        sampler=lib.samplers.TPESampler(seed=settings.sampler_seed),
+        sampler=lib.samplers.TPESampler(seed=sampler_seed(settings)),
         load_if_exists=True,
     )
     reap(lib, study)
