@@ -295,6 +295,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     def show(p: Progress) -> None:
         value = "failed" if p.value is None else f"{p.value:.4f}"
+        if p.phase == "test":
+            print(
+                f"  {p.spec}: best trial #{p.trial} on test, seed {p.done}/{p.total}: "
+                f"{metric} {value}; ETA {p.eta_s:.0f} s",
+                file=sys.stderr,
+            )
+            return
         best = "n/a" if p.best is None else f"{p.best:.4f}"
         print(
             f"  {p.spec}: trial {p.done}/{p.total} (#{p.trial}) {metric} {value}, best {best}; "

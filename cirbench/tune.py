@@ -129,15 +129,31 @@ class TuneSettings:
 
 @dataclass(frozen=True)
 class Progress:
-    """One finished trial: what the CLI shows."""
+    """One finished trial (``phase`` ``val``) or test run of a best trial (``test``): what the
+    CLI shows."""
 
     spec: str
     trial: int
-    done: int  # trials of this method that used budget
-    total: int  # the budget per method
+    done: int  # val: trials of this method that used budget; test: seeds done
+    total: int  # val: the budget per method; test: the number of seeds
     value: float | None  # None: the trial failed
     best: float | None
     eta_s: float  # seconds left for all methods' trials and the test runs
+    phase: str = "val"
+
+
+@dataclass
+class Clock:
+    """Runs left and the time runs took so far, for the ETA."""
+
+    runs_left: int
+    durations: list[float] = field(default_factory=list)
+
+    def tick(self, start: float) -> float:
+        """Count one run begun at ``start`` (perf_counter); the ETA in seconds."""
+        self.durations.append(time.perf_counter() - start)
+        self.runs_left -= 1
+        return self.runs_left * sum(self.durations) / len(self.durations)
 
 
 @dataclass(frozen=True)
@@ -287,25 +303,21 @@ def tune(
     specs = list(settings.spaces)
     studies = {spec: open_study(lib, settings, spec, storage) for spec in specs}
     left = sum(max(0, settings.trials - len(counted(s))) for s in studies.values())
-    runs_left = left + len(specs) * len(settings.seeds)
-    durations: list[float] = []
+    clock = Clock(left + len(specs) * len(settings.seeds))
     for spec, study in studies.items():
         while (trial := next_trial(lib, study, settings.trials)) is not None:
             start = time.perf_counter()
             value = trial_value(settings, val_data, spec, study, trial, storage, out, device)
-            durations.append(time.perf_counter() - start)
-            runs_left -= 1
+            eta = clock.tick(start)
             done = counted(study)
             complete = [t for t in done if t.value is not None]
             best = study.best_value if complete else None
-            eta = runs_left * sum(durations) / len(durations)
             report(Progress(spec, trial.number, len(done), settings.trials, value, best, eta))
     running = lib.trial.TrialState.RUNNING
     if any(s.get_trials(deepcopy=False, states=(running,)) for s in studies.values()):
         return []  # other workers still run trials: the last one to finish tests
-    return [
-        test_best(settings, spec, studies[spec], test_data, storage, out, device) for spec in specs
-    ]
+    where = (test_data, storage, out, device)
+    return [test_best(settings, spec, studies[spec], *where, clock, report) for spec in specs]
 
 
 def trial_value(
@@ -351,6 +363,8 @@ def test_best(
     storage: str,
     out: Path,
     device: torch.device,
+    clock: Clock,
+    report: Callable[[Progress], None],
 ) -> MethodOutcome:
     """The best trial of ``spec`` trained and evaluated on the test split, one record per seed."""
     done = counted(study)
@@ -370,10 +384,15 @@ def test_best(
         "val_value": best.value,
         "trials": len(done),
     }
-    paths = tuple(
-        run_once(settings, data, spec, seed, overrides, "test", origin, out, device)[0]
-        for seed in settings.seeds
-    )
+    paths = []
+    for seed in settings.seeds:
+        start = time.perf_counter()
+        path, record = run_once(settings, data, spec, seed, overrides, "test", origin, out, device)
+        paths.append(path)
+        value = record["metrics"].get(settings.metric)
+        eta = clock.tick(start)
+        n_seeds = len(settings.seeds)
+        report(Progress(spec, best.number, len(paths), n_seeds, value, None, eta, "test"))
     assert best.value is not None
     return MethodOutcome(
         spec,
@@ -383,7 +402,7 @@ def test_best(
         dict(best.params),
         overrides,
         len(done) - len(complete),
-        paths,
+        tuple(paths),
     )
 
 

@@ -40,6 +40,7 @@ def test_equal_budget_then_best_on_test(tmp_path: Path, capsys) -> None:
     assert tune(out, "--space", "train.lr=1e-3:1e-2") == 0
     err = capsys.readouterr().err
     assert "trial 2/2" in err and "best" in err and "ETA" in err
+    assert "on test, seed 1/1" in err
     storage = out / "tune" / "optuna.sqlite3"
     assert storage.is_file()
     url = f"sqlite:///{storage.resolve()}"
