@@ -1,4 +1,4 @@
-"""Command line: ``cirbench list|run|sweep|config|clean|table|report|check|datasets|weights``.
+"""Command line: ``cirbench list|run|tune|sweep|config|clean|table|report|check|datasets|weights``.
 Only this module prints.
 
 User errors (unknown names, bad ``--set``, missing data) end with one message on stderr and exit
@@ -52,10 +52,20 @@ from cirbench.reporting import (
     statuses,
     write_report,
 )
-from cirbench.results import COMMITTED, MAX_SEED, default_out, load_records
+from cirbench.results import COMMITTED, MAX_SEED, SPLITS, default_out, load_records
 from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
+from cirbench.space import check_space_sections, method_space, narrow, parse_space
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS, AnyTask
+from cirbench.tune import (
+    Progress,
+    TuneSettings,
+    choose_metric,
+    describe,
+    safe_url,
+    storage_url,
+    tune,
+)
 
 log = logging.getLogger("cirbench")
 
@@ -247,6 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
+    if args.split == "val":
+        data = task.validation(data, cfg)
     task.check(data, cfg)
     model = task.build_model(data, cfg)
     check_output_folder(Path(args.out), checkpoint_bytes(model))
@@ -265,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             eta = f", ETA {duration(mean(durations) * (len(runs) - k + 1))}" if durations else ""
             say(f"run {k}/{len(runs)}: {name}{eta}")
         start = time.perf_counter()
-        run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact)
+        run = RunSpec(task, data, spec, seed, cfg, profile, overrides, args.exact, args.split)
         path = train_and_record(
             run,
             Path(args.out),
@@ -282,8 +294,78 @@ def cmd_run(args: argparse.Namespace) -> int:
             written.append(str(path))
             say(f"{name}: done in {durations[-1]:.1f} s -> {path}")
     if main_rank:
-        df = load_records(args.out, task.name)
+        df = load_records(args.out, task.name, args.split)
         print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Equal-budget search per method on the validation split, then the best configs on test."""
+    if args.trials < 1:
+        raise CirbenchError(f"--trials {args.trials}: give 1 or more trials per method")
+    check_run_args(args)
+    task = TASKS.get(args.task)()
+    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
+    specs = list(dict.fromkeys(specs or task.default_methods))
+    seeds = parse_seeds(args.seeds)
+    overrides = command_overrides(args)
+    check_sections(overrides, specs)
+    items = parse_space(args.space or [])
+    check_space_sections(items, specs)
+    metric, direction = choose_metric(task, args.metric)
+    profile = args.profile or task.default_profile
+    cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
+    spaces = {s: narrow(method_space(task, s, cfg), items, task, s, cfg) for s in specs}
+    device = resolve_device(args.device)
+    data = task.load(resolve_root(args.data_root))
+    val = task.validation(data, cfg)
+    task.check(val, cfg)
+    task.check(data, cfg)
+    model = task.build_model(data, cfg)
+    check_output_folder(Path(args.out), checkpoint_bytes(model))
+    ctx = method_context(data, model)
+    for spec in specs:
+        build_checked(task, spec, ctx, overrides)
+    settings = TuneSettings(
+        task, profile, overrides, spaces, args.trials, metric, direction, tuple(seeds),
+        args.sampler_seed, command=tuple(args.argv), storage=args.storage,
+    )  # fmt: skip
+    total = args.trials * len(specs)
+    storage = safe_url(storage_url(Path(args.out), args.storage))
+    print(
+        f"tune {task.name}: {args.trials} trials x {len(specs)} methods on the validation split "
+        f"({direction} {metric}), then seeds {args.seeds} on test; storage {storage}",
+        file=sys.stderr,
+    )
+
+    def show(p: Progress) -> None:
+        value = "failed" if p.value is None else f"{p.value:.4f}"
+        if p.phase == "test":
+            print(
+                f"  {p.spec}: best trial #{p.trial} on test, seed {p.done}/{p.total}: "
+                f"{metric} {value}; ETA {p.eta_s:.0f} s",
+                file=sys.stderr,
+            )
+            return
+        best = "n/a" if p.best is None else f"{p.best:.4f}"
+        print(
+            f"  {p.spec}: trial {p.done}/{p.total} (#{p.trial}) {metric} {value}, best {best}; "
+            f"ETA {p.eta_s:.0f} s ({total} trials in all)",
+            file=sys.stderr,
+        )
+
+    outcomes = tune(settings, val, data, Path(args.out), device, show)
+    if not outcomes:
+        print(
+            "trials of other workers are still running: the last worker to finish makes the "
+            "test runs (or rerun this command once they are done)",
+            file=sys.stderr,
+        )
+        return 0
+    print(tabulate(describe(outcomes), headers="keys", tablefmt="github"))
+    written = {str(p) for o in outcomes for p in o.test_records}
+    df = load_records(args.out, task.name)
+    print(format_table(df[df["path"].isin(written)], args.format, task.default_methods))
     return 0
 
 
@@ -598,6 +680,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_argument(p)
     p.add_argument("--profile", help="training profile of the task, e.g. smoke or paper")
+    p.add_argument(
+        "--split",
+        choices=list(SPLITS),
+        default="test",
+        help="evaluate on the test split (default) or on the task's validation hold-out of "
+        "training data (val records never enter tables, reports or checks)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
@@ -637,6 +726,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="train each run in N processes (DDP; NCCL on CUDA, gloo on CPU)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = add(
+        "tune",
+        help="equal-budget Optuna search per method on the validation split, then the best "
+        "configuration of each on the test split",
+    )
+    p.add_argument("task")
+    p.add_argument("--method", help="comma-separated specs (default: the task's)")
+    p.add_argument("--trials", type=int, required=True, help="trials per method (the budget)")
+    p.add_argument("--metric", help="validation metric to optimise (default: the task's first)")
+    p.add_argument("--seeds", default="0,1,2", help="test seeds of each best config (0,1,2)")
+    p.add_argument(
+        "--space",
+        nargs="*",
+        action="extend",
+        metavar="SECTION.FIELD=SPEC",
+        help="narrow or widen a search dimension: LOW:HIGH[:log] or A,B,... "
+        "(e.g. cir.p=0.1:0.9 cir.target=mean)",
+    )
+    p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    p.add_argument(
+        "--storage",
+        help="Optuna RDB URL shared by several workers, e.g. "
+        "postgresql+psycopg2://user@host/db (default: OUT/tune/optuna.sqlite3)",
+    )
+    p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
+    add_config_argument(p)
+    p.add_argument("--profile")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--out", default=default_out(), help="as `run --out`; the study: OUT/tune/")
+    p.add_argument("--data-root")
+    p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
+    p.set_defaults(func=cmd_tune, nproc=1)
 
     p = add("sweep", help="tasks x methods x seeds; skips cells that have a record")
     p.add_argument("--tasks", required=True, help="comma-separated task names")

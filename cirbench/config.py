@@ -3,6 +3,9 @@
 Configs are frozen dataclasses whose defaults are the papers' values. An override is parsed
 against the field's annotation (``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, or an
 optional of one of these), so ``--set triplet.margin=abc`` is an error, not a silent string.
+
+Configs also declare the search ranges of their tunable fields (:class:`FloatRange`,
+:class:`IntRange`, :class:`Choice`) in a ``search_space`` class variable beside the defaults.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 import types
 import typing
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -176,6 +180,43 @@ def convert(value: str, annotation: Any, where: str) -> Any:
     if annotation is str:
         return value
     raise TypeError(f"{where}: unsupported field type {annotation!r}")
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A search range of a float field: ``[low, high]``, uniform or log-uniform."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """A search range of an int field: integers ``low..high``, uniform or log-uniform."""
+
+    low: int
+    high: int
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A finite set of values of a field (str / bool / int / float)."""
+
+    values: tuple[str | bool | int | float, ...]
+
+
+#: One searchable dimension; configs declare theirs as ``search_space: ClassVar[SearchSpace]``
+#: beside their defaults, and :mod:`cirbench.space` narrows them from the command line.
+Domain = FloatRange | IntRange | Choice
+SearchSpace = Mapping[str, Domain]
+
+
+def declared_space(config: Any) -> SearchSpace:
+    """The ranges the config class of ``config`` declares for its tunable fields (may be none)."""
+    space: SearchSpace = getattr(type(config), "search_space", {})
+    return space
 
 
 def apply_overrides(config: C, values: Mapping[str, Any], section: str) -> C:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from cirbench import distributed
+from cirbench.config import FloatRange, SearchSpace
 from cirbench.errors import CirbenchError, TrainingDivergedError
 from cirbench.methods.base import LOGITS, Method
 from cirbench.models import EmbeddingNet
@@ -61,6 +62,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     warmup_factor: float = 0.01
     amp: bool = True
+    #: Tuning range (ours): the learning rate, log-uniform over three decades.
+    search_space: ClassVar[SearchSpace] = {"lr": FloatRange(1e-4, 1e-1, log=True)}
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import pandas as pd
 import torch
@@ -32,7 +32,10 @@ from cirbench.exact import DEFAULT, EXACT
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
+#: Version of the record format this cirbench writes; it reads 1..SCHEMA. 2 added ``split``
+#: (test or val) and ``origin`` (the tuning study and trial): a cirbench that knows only 1
+#: must skip such records rather than count a validation run as a test result.
+SCHEMA = 2
 #: The committed reference records, tables and baselines (``cirbench report`` / ``check``).
 COMMITTED = "results"
 #: Where ``cirbench run`` writes unless told otherwise (git-ignored; ``$CIRBENCH_OUT`` wins).
@@ -171,6 +174,7 @@ IDENTITY = (
     "task",
     "method",
     "seed",
+    "split",
     "profile",
     "overrides",
     "config_hash",
@@ -184,6 +188,10 @@ IDENTITY = (
     "path",
 )
 MAX_SEED = 2**32 - 1  # numpy's seed range
+#: Where a record was evaluated: the task's test split, or its validation hold-out of training
+#: data (``Task.validation``). Records older than the field are test records.
+Split = Literal["test", "val"]
+SPLITS: tuple[Split, ...] = ("test", "val")
 
 
 def _number(value: Any) -> bool:
@@ -229,6 +237,8 @@ def record_problem(record: Any) -> str | None:
     clash = sorted(set(metrics) & set(IDENTITY))
     if clash:
         return f"metric names {clash} clash with record fields"
+    if record.get("split", "test") not in SPLITS:
+        return f"split must be one of {', '.join(SPLITS)}"
     if not _optional(record, "profile", str):
         return "profile must be a string"
     if not _optional(record, "backbone", str):
@@ -242,7 +252,15 @@ def record_problem(record: Any) -> str | None:
         Overrides.parse(overrides or [])
     except CirbenchError as exc:
         return f"overrides: {exc}"
-    for key in ("provenance", "reproducibility", "details", "config", "dataset", "weights"):
+    for key in (
+        "provenance",
+        "reproducibility",
+        "details",
+        "config",
+        "dataset",
+        "weights",
+        "origin",
+    ):
         if not _optional(record, key, dict):
             return f"{key} must be a mapping"
     wall = record.get("wall_time_s")
@@ -292,6 +310,7 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         "task": record["task"],
         "method": record["method"],
         "seed": record["seed"],
+        "split": record.get("split", "test"),
         "profile": record.get("profile"),
         "overrides": str(Overrides.parse(record.get("overrides") or [])),
         "config_hash": record["config_hash"],
@@ -319,21 +338,29 @@ def _commit(record: dict[str, Any]) -> str:
     return commit[:10] + ("+dirty" if git.get("dirty") else "")
 
 
-def records_frame(records: Iterable[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
-    """One row per (path, record): identity columns plus one per metric (see load_records)."""
-    return pd.DataFrame([_row(path, record) for path, record in records])
+def records_frame(
+    records: Iterable[tuple[Path, dict[str, Any]]], split: Split = "test"
+) -> pd.DataFrame:
+    """One row per (path, record) of ``split``: identity columns plus one per metric (see
+    load_records). Validation and test records never share a frame, so no table, report or
+    check mixes them."""
+    rows = (_row(path, record) for path, record in records)
+    return pd.DataFrame([row for row in rows if row["split"] == split])
 
 
-def load_records(root: Path | str = "results", task: str | None = None) -> pd.DataFrame:
+def load_records(
+    root: Path | str = "results", task: str | None = None, split: Split = "test"
+) -> pd.DataFrame:
     """All records under ``root/runs`` as one row each: identity columns plus one per metric.
 
     Columns: task, method, seed, profile, overrides, config_hash, wall_time_s, device, mode
     (``exact`` or ``default``, see :mod:`cirbench.exact`), weights and weights_sha256 (the
     pretrained backbone's weights.yaml name and digest; empty for a random init), backbone (as
     reported.yaml names it; empty in records older than the field), path,
-    then every metric name. Unreadable or foreign JSON files are skipped with a warning.
+    then every metric name. Only records of ``split`` (the test split by default).
+    Unreadable or foreign JSON files are skipped with a warning.
     """
     runs = Path(root) / "runs"
     pattern = f"{task}/*.json" if task else "*/*.json"
     found = ((path, read_record(path)) for path in sorted(runs.glob(pattern)))
-    return records_frame((path, rec) for path, rec in found if rec is not None)
+    return records_frame(((path, rec) for path, rec in found if rec is not None), split)

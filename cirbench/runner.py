@@ -6,7 +6,7 @@ several processes every rank trains; only rank 0 evaluates and writes the record
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
@@ -21,7 +21,7 @@ from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
-from cirbench.results import SCHEMA, config_hash, provenance, record_path, write_record
+from cirbench.results import SCHEMA, Split, config_hash, provenance, record_path, write_record
 from cirbench.tasks import AnyTask, EvalContext, Task, TaskData
 from cirbench.tasks.base import ConfigT, DataT
 
@@ -49,6 +49,10 @@ class RunSpec(Generic[ConfigT, DataT]):
     profile: str
     overrides: Overrides
     exact: bool = False  # exact-replay mode (cirbench.exact), set up by the caller
+    #: ``test`` or ``val``: which split ``data`` evaluates on (``Task.validation`` made it)
+    split: Split = "test"
+    #: Where the run's configuration came from beyond --set (e.g. a tuning study and trial)
+    origin: Mapping[str, Any] | None = None
 
 
 def prepare(run: RunSpec[ConfigT, DataT]) -> tuple[EmbeddingNet, Method]:
@@ -81,7 +85,8 @@ def train(
 def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, Any]:
     """Everything the metrics depend on but the seed; its hash names the record. Exact mode is
     part of it (an exact and a default run of one config are two records), only when on, so that
-    default-mode hashes stay what they were."""
+    default-mode hashes stay what they were; so is a validation split (never one record with a
+    test run)."""
     config = {
         "task": run.task.name,
         "profile": run.profile,
@@ -89,6 +94,10 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
         "method": method.configs(),
         "dataset": run.data.fingerprint,
     }
+    if run.split != "test":  # only then: test hashes stay what they were
+        config["split"] = run.split
+        if run.origin is not None:  # a tuning trial: one record per trial, even for equal values
+            config["origin"] = {k: run.origin[k] for k in ("study", "trial") if k in run.origin}
     return {**config, "mode": exact.EXACT} if run.exact else config
 
 
@@ -136,6 +145,7 @@ def train_and_record(
         "task": run.task.name,
         "method": method.name,
         "seed": run.seed,
+        "split": run.split,
         "profile": run.profile,
         "overrides": used_overrides(method, run.overrides),
         "config": config,
@@ -154,6 +164,8 @@ def train_and_record(
         "reproducibility": exact.describe(run.exact),
         "provenance": {**provenance(device), "command": ["cirbench", *command]},
     }
+    if run.origin is not None:
+        record["origin"] = dict(run.origin)
     try:
         write_record(path, record)
     except OSError as exc:

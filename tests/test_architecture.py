@@ -18,6 +18,8 @@ DELIBERATE = {
     # optional dependencies: only the slurm launcher / the tensorboard logger need them
     ("cirbench.sweep", "submitit"),
     ("cirbench.epochlog", "torch.utils.tensorboard"),
+    # optional dependency: only `cirbench tune` needs it
+    ("cirbench.tune", "optuna"),
 }
 
 

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.config import Choice, FloatRange, SearchSpace
 from cirbench.methods.base import METHODS, MethodContext, Perturbation
 
 
@@ -59,6 +60,14 @@ class CIRConfig:
     momentum: float = 0.9
     normalize_input: bool = False
     normalize_output: bool = False
+    #: Tuning ranges (ours): every value the rule accepts for p and strength, both targets and
+    #: both centroid kinds.
+    search_space: ClassVar[SearchSpace] = {
+        "p": FloatRange(0.0, 1.0),
+        "strength": FloatRange(0.0, 1.0),
+        "target": Choice(("mean", "random")),
+        "centroids": Choice(("batch", "ema")),
+    }
 
     def validate(self) -> None:
         if not 0.0 <= self.p <= 1.0:

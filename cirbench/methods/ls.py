@@ -18,12 +18,15 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.config import FloatRange, SearchSpace
 from cirbench.methods.base import LOGITS, METHODS, Loss, LossConfig
 
 
 @dataclass(frozen=True)
 class LabelSmoothingConfig(LossConfig):
     eps: float = 0.1
+    #: Tuning range (ours): Muller et al. 2019 study eps up to 0.3 and beyond is rarely used.
+    search_space: ClassVar[SearchSpace] = {"eps": FloatRange(0.0, 0.3)}
 
     def validate(self) -> None:
         if not 0.0 <= self.eps < 1.0:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cirbench.config import FloatRange, SearchSpace
 from cirbench.eval.distances import pairwise_distances, working_precision
 from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig
 
@@ -35,6 +36,9 @@ from cirbench.methods.base import FEATURES, METHODS, Loss, LossConfig
 @dataclass(frozen=True)
 class TripletConfig(LossConfig):
     margin: float = 0.3
+    #: Tuning range (ours): Hermans et al. 2017 and Luo et al. 2019 use 0.2-0.5; Musgrave et
+    #: al. 2020 (arXiv:2003.08505) search margins of this order.
+    search_space: ClassVar[SearchSpace] = {"margin": FloatRange(0.05, 1.0)}
     soft_margin: bool = False
     distance: Literal["euclidean", "cosine"] = "euclidean"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from cirbench.results import IDENTITY, load_record, records_frame
+from cirbench.results import IDENTITY, Split, load_record, records_frame
 
 ID_COLUMNS = IDENTITY
 
@@ -35,10 +35,10 @@ class RecordSet:
         return sorted(set(self.df["task"])) if not self.df.empty else []
 
 
-def collect_records(root: Path | str) -> RecordSet:
-    """Every record under ``root/runs/<task>/``, each file read once and checked by
-    :func:`cirbench.results.record_problem`; anything else there is skipped, named, never
-    counted."""
+def collect_records(root: Path | str, split: Split = "test") -> RecordSet:
+    """Every record of ``split`` (test by default) under ``root/runs/<task>/``, each file read
+    once and checked by :func:`cirbench.results.record_problem`; anything else there is
+    skipped, named, never counted. Records of the other split are left out, not skipped."""
     runs = Path(root) / "runs"
     records: dict[str, Mapping[str, Any]] = {}
     good: list[tuple[Path, dict[str, Any]]] = []
@@ -53,7 +53,7 @@ def collect_records(root: Path | str) -> RecordSet:
             continue
         records[str(path)] = record
         good.append((path, record))
-    df = records_frame(good)
+    df = records_frame(good, split)
     if not df.empty:
         empty = [m for m in metric_columns(df) if df[m].isna().all()]
         df = df.drop(columns=empty)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 
+from cirbench.data.holdout import VAL_FRACTION, VAL_SEED
 from cirbench.engine import Batches, Evaluation, TrainConfig
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.methods.base import Method
@@ -40,6 +41,11 @@ class TaskData:
 
     num_classes: int  # size of the training label space (classification heads, OIM tables)
     fingerprint: str  # identifies the exact data used, for result records
+
+
+def val_fingerprint(fingerprint: str) -> str:
+    """The fingerprint of the validation hold-out carved from data of ``fingerprint``."""
+    return f"{fingerprint}:val(seed={VAL_SEED},fraction={VAL_FRACTION})"
 
 
 ConfigT = TypeVar("ConfigT", bound=TrainConfig)
@@ -105,6 +111,16 @@ class Task(ABC, Generic[ConfigT, DataT]):
         """The backbone ``cfg`` trains, in reported.yaml's words (``resnet50``, ``conv4``, ...):
         a reported row is compared only with runs of its own backbone."""
         return ""
+
+    def validation(self, data: DataT, cfg: ConfigT) -> DataT:
+        """The task's validation form of ``data``: the same type, whose test part is a fixed,
+        seeded hold-out of TRAINING data and whose training part excludes it
+        (:mod:`cirbench.data.holdout`); the test split is never read. ``cirbench run --split
+        val`` and ``cirbench tune`` train and evaluate on it. Tasks without one refuse."""
+        raise CirbenchError(
+            f"task {self.name!r} declares no validation split; run it on the test split "
+            "(leave out --split val)"
+        )
 
     def check(self, data: DataT, cfg: ConfigT) -> None:
         """Refuse (CirbenchError) a config the data cannot serve, before anything trains: e.g.

@@ -3,8 +3,10 @@
 
 Data: the canonical python release read by :mod:`cirbench.data.cifar` after the catalogue checked
 every file and md5 (:func:`~cirbench.data.catalog.require_dataset`; ``cifar10-subset`` has its own
-entry and md5s). Split: the official train / test files; no validation split is carved out (as in
-the papers compared). Inputs stay uint8 until the model's :class:`InputNorm`, which standardises
+entry and md5s). Split: the official train / test files, as in the papers compared; ``--split val``
+(:meth:`CifarTask.validation`) trains on 80% of the training images and evaluates on a
+stratified 20% of them (seed 0, ours), never on the test file.
+Inputs stay uint8 until the model's :class:`InputNorm`, which standardises
 with the per-channel mean and std of the task's training images (computed at load).
 Augmentation (He et al. 2016, Sec. 4.2): zero-pad 4, random 32 x 32 crop, random horizontal flip,
 in batch (:func:`~cirbench.data.cifar.random_crop_flip`); none at test time.
@@ -37,7 +39,7 @@ are in docs/design-measurements.md; ``--set train.augment=true`` turns it on).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -54,12 +56,13 @@ from cirbench.data.cifar import (
     shuffled_batches,
 )
 from cirbench.data.fingerprint import data_fingerprint
+from cirbench.data.holdout import stratified_holdout
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.methods.base import LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.cifar_cnn import CifarCNN
 from cirbench.models.cifar_resnet import cifar_resnet
-from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData, val_fingerprint
 
 EVAL_BATCH = 500
 
@@ -134,6 +137,13 @@ def subset_config(epochs: int) -> CifarConfig:
     )
 
 
+def subset(split: CifarSplit, index: Tensor) -> CifarSplit:
+    """The images of ``split`` at ``index``, with their labels (and coarse labels)."""
+    coarse = split.coarse_labels[index] if split.coarse_labels is not None else None
+    images, labels = split.images[index], split.labels[index]
+    return replace(split, images=images, labels=labels, coarse_labels=coarse)
+
+
 class CifarTask(Task[CifarConfig, CifarData]):
     """Shared by the three CIFAR tasks; subclasses name the dataset, reader and profiles."""
 
@@ -164,6 +174,21 @@ class CifarTask(Task[CifarConfig, CifarData]):
                     test.labels.numpy(),
                 ],
             ),
+            mean=mean,
+            std=std,
+        )
+
+    def validation(self, data: CifarData, cfg: CifarConfig) -> CifarData:
+        """A stratified 20% of the training images (seed 0) as the test part; the channel
+        statistics are recomputed on the training images that remain."""
+        kept, held = (torch.from_numpy(i) for i in stratified_holdout(data.train.labels.numpy()))
+        train, test = subset(data.train, kept), subset(data.train, held)
+        mean, std = channel_stats(train.images)
+        return CifarData(
+            train=train,
+            test=test,
+            num_classes=data.num_classes,
+            fingerprint=val_fingerprint(data.fingerprint),
             mean=mean,
             std=std,
         )

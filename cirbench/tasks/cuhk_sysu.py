@@ -154,6 +154,17 @@ class CuhkSysuTask(Task[PersonSearchConfig, CuhkSysuData]):
             fingerprint=data_fingerprint("cuhk-sysu", [*(n.encode() for n in names), *labels]),
         )
 
+    def validation(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> CuhkSysuData:
+        """Not available: a person-search validation split needs query boxes and per-query
+        gallery scene lists (the TestG*.mat protocol files, with distractor scenes) for
+        held-out training identities, which the release provides only for the test split;
+        building such a protocol from the training scenes is not done here."""
+        raise CirbenchError(
+            "cuhk-sysu has no validation split (n/a): the release gives query/gallery protocol "
+            "files (TestG*.mat) only for test identities, and cirbench does not build one from "
+            "the training scenes; tune on another task or run on the test split"
+        )
+
     def check(self, data: CuhkSysuData, cfg: PersonSearchConfig) -> None:
         """Every requested gallery size has its readable TestG file (before training)."""
         for size in eval_gallery_sizes(cfg):

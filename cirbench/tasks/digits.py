@@ -6,7 +6,8 @@ levels, shipped inside the scikit-learn wheel, nothing to download). Split: a fi
 Model: :class:`~cirbench.models.small.SmallCNN` with a 64-d embedding and a 10-way linear head.
 Metrics: ``top1`` of the classifier (only for methods that train it), and retrieval on the test
 split, each test image a query against the other 539 by cosine distance: ``recall@1`` and ``mAP``.
-All values here are our own choices; no paper reports numbers on this task.
+Validation (``--split val``, :meth:`Digits.validation`): a stratified 20% of the training
+images. All values here are our own choices; no paper reports numbers on this task.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from cirbench import distributed
 from cirbench.data.fingerprint import data_fingerprint
+from cirbench.data.holdout import stratified_holdout
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.classification import top1_accuracy
 from cirbench.eval.distances import cosine_distance
@@ -31,7 +33,7 @@ from cirbench.eval.retrieval import retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.small import SmallCNN
-from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData, val_fingerprint
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.3
@@ -87,6 +89,18 @@ class Digits(Task[TrainConfig, DigitsData]):
             test=(torch.from_numpy(images[idx_test]), torch.from_numpy(labels[idx_test])),
             num_classes=10,
             fingerprint=data_fingerprint("sklearn-digits", [images, labels, idx_test]),
+        )
+
+    def validation(self, data: DigitsData, cfg: TrainConfig) -> DigitsData:
+        """A stratified 20% of the training images (seed 0) as the test part; the test split
+        is dropped."""
+        x, y = data.train
+        kept, held = (torch.from_numpy(i) for i in stratified_holdout(y.numpy()))
+        return DigitsData(
+            train=(x[kept], y[kept]),
+            test=(x[held], y[held]),
+            num_classes=data.num_classes,
+            fingerprint=val_fingerprint(data.fingerprint),
         )
 
     def backbone(self, cfg: TrainConfig) -> str:

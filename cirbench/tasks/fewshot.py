@@ -5,6 +5,10 @@ an embedding network on P x K batches (:class:`~cirbench.data.samplers.PKSampler
 ``batch_size // k`` classes, K = ``k`` images each, ``steps_per_epoch`` batches at most per
 epoch, 0 = a full sampler pass), with ``triplet``, ``cir+triplet`` or ``proto``.
 
+Validation (``--split val``): episodes over classes that are neither trained on nor test classes:
+a class-disjoint 20% of Omniglot's training characters, tieredImageNet's own 97 val classes
+(:mod:`cirbench.data.holdout`).
+
 Evaluation: ``n_episodes`` N-way K-shot episodes with ``n_query`` queries per class drawn from the
 test classes with ``episode_seed`` (:mod:`cirbench.data.episodes`): the same episodes for every
 method and seed. Each query goes to the nearest class prototype (``distance``: squared
@@ -33,7 +37,7 @@ from __future__ import annotations
 import itertools
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -45,6 +49,7 @@ from torch import Tensor
 from cirbench.data.catalog import catalog_folder, existing_folder, require_dataset
 from cirbench.data.episodes import Episodes, check_episode_shape, sample_episodes
 from cirbench.data.fingerprint import data_fingerprint
+from cirbench.data.holdout import class_holdout, relabel
 from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from cirbench.data.omniglot import OmniglotSet, check_classes, load_set
 from cirbench.data.samplers import sharded_pk_sampler
@@ -63,7 +68,7 @@ from cirbench.methods.base import FEATURES
 from cirbench.models import EmbeddingNet
 from cirbench.models.conv4 import Conv4
 from cirbench.models.resnet12 import ResNet12
-from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData, val_fingerprint
 
 OMNIGLOT_TRAIN = ("images_background_small1", "images_background_small2")
 OMNIGLOT_TEST = "images_evaluation"
@@ -239,10 +244,12 @@ SplitT = TypeVar("SplitT", bound=LabelledSplit)
 
 @dataclass(frozen=True)
 class FewShotData(TaskData, Generic[SplitT]):
-    """Training and test split of one few-shot dataset (disjoint classes)."""
+    """Training and test split of one few-shot dataset (disjoint classes); ``own_val`` reads
+    the dataset's own validation split on demand (None: the dataset has none)."""
 
     train: SplitT
     test: SplitT
+    own_val: Callable[[], SplitT] | None = None
 
 
 class FewShotTask(Task[FewShotConfig, FewShotData[SplitT]], Generic[SplitT]):
@@ -324,6 +331,22 @@ class Omniglot(FewShotTask[OmniglotData]):
             ),
         )
 
+    def validation(
+        self, data: FewShotData[OmniglotData], cfg: FewShotConfig
+    ) -> FewShotData[OmniglotData]:
+        """A class-disjoint hold-out: 20% of the 242 training characters (seed 0, ours) are the
+        episode classes, the other characters are trained on; the evaluation set is unused."""
+        train = data.train
+        kept, held = class_holdout(train.labels)
+        rest = OmniglotData(train.images[torch.from_numpy(kept)], relabel(train.labels[kept]))
+        val = OmniglotData(train.images[torch.from_numpy(held)], relabel(train.labels[held]))
+        return FewShotData(
+            train=rest,
+            test=val,
+            num_classes=(int(rest.labels.max()) + 1) * ROTATIONS,
+            fingerprint=val_fingerprint(data.fingerprint),
+        )
+
     def train_batches(
         self, data: FewShotData[OmniglotData], cfg: FewShotConfig, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -367,6 +390,17 @@ def augment(x: Tensor, generator: torch.Generator, pad: int = 8) -> Tensor:
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
     return torch.stack(
         [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)]
+    )
+
+
+def tiered_subset(split: TieredSplit, positions: np.ndarray) -> TieredSplit:
+    """The images of ``split`` at ``positions``, labels relabelled 0..C-1."""
+    decode = split.decode
+    return TieredSplit(
+        split.split,
+        split.form,
+        relabel(split.labels[positions]),
+        lambda idx, size: decode(positions[idx], size),
     )
 
 
@@ -440,6 +474,26 @@ class TieredImageNet(FewShotTask[TieredSplit]):
             test=test,
             num_classes=train.num_classes,
             fingerprint=data_fingerprint(f"tieredimagenet-{form}", [train.labels, test.labels]),
+            own_val=lambda: load_split(folder, "val", form),
+        )
+
+    def validation(
+        self, data: FewShotData[TieredSplit], cfg: FewShotConfig
+    ) -> FewShotData[TieredSplit]:
+        """The dataset's own validation split (97 classes, disjoint from train and test; Ren
+        et al. 2018) as the episode classes, in whichever form the reader loaded; training is
+        unchanged. Without one: a class-disjoint 20% of the training classes (seed 0, ours)."""
+        if data.own_val is not None:
+            val = data.own_val()
+            fingerprint = data_fingerprint(f"tieredimagenet-{val.form}-val", [val.labels])
+            return replace(data, test=val, fingerprint=fingerprint, own_val=None)
+        kept, held = class_holdout(data.train.labels)
+        rest, val = tiered_subset(data.train, kept), tiered_subset(data.train, held)
+        return FewShotData(
+            train=rest,
+            test=val,
+            num_classes=rest.num_classes,
+            fingerprint=val_fingerprint(data.fingerprint),
         )
 
     def train_batches(

@@ -33,6 +33,9 @@ Profile ``smoke``: the same pipeline at toy scale for CI on CPU: timm ``resnet18
 quarter of the channels (``backbone_width=16``: stages 16/32/64/128, 0.7M parameters, random init)
 at 64x32, P x K = 4 x 4, 2 epochs, no warm-up, in-process loading.
 
+Validation (``--split val``, :meth:`Market1501.validation`): a slice of training identities
+as query (one image per camera) and gallery (the rest), never the test folders.
+
 Determinism: the P x K sampler (:class:`~cirbench.data.samplers.PKSampler`) draws from the
 engine's generator, which is also the DataLoader's generator, so worker seeds (and with them
 every flip, crop and erasing) follow from the run's seed.
@@ -52,10 +55,11 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -63,8 +67,15 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from cirbench.data.catalog import existing_folder, require_dataset
+from cirbench.data.holdout import reid_holdout, relabel
 from cirbench.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from cirbench.data.market import MarketData, ReidSplit, check_official_counts, read_market
+from cirbench.data.market import (
+    MarketCounts,
+    MarketData,
+    ReidSplit,
+    check_official_counts,
+    read_market,
+)
 from cirbench.data.samplers import sharded_pk_sampler
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.errors import CirbenchError
@@ -73,7 +84,7 @@ from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.bot import BoTNet
 from cirbench.models.weights import resolve_weights
-from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData, val_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +310,42 @@ class Market1501(Task[MarketConfig, MarketTaskData]):
         return MarketTaskData(
             market=data, num_classes=data.num_classes, fingerprint=data.fingerprint
         )
+
+    def validation(self, data: MarketTaskData, cfg: MarketConfig) -> MarketTaskData:
+        """20% of the training identities (seed 0, ours) held out: one image per camera of
+        each is a query, the rest the gallery, scored by the same evaluation (same-id
+        same-camera gallery entries dropped); the other identities are trained on, relabelled.
+        ``query/`` and ``bounding_box_test/`` are not read."""
+        market = data.market
+        train = market.train
+        split = reid_holdout(train.pids, train.cams)
+        original = market.train_original_pids
+
+        def part(positions: np.ndarray, pids: np.ndarray) -> ReidSplit:
+            return ReidSplit(tuple(train.paths[i] for i in positions), pids, train.cams[positions])
+
+        kept_pids = train.pids[split.train]
+        rest = part(split.train, relabel(kept_pids))
+        query = part(split.query, original[train.pids[split.query]])
+        gallery = part(split.gallery, original[train.pids[split.gallery]])
+        counts = MarketCounts(
+            train_images=len(rest),
+            train_ids=len(np.unique(kept_pids)),
+            query_images=len(query),
+            test_files=len(gallery),
+            gallery_images=len(gallery),
+        )
+        val = replace(
+            market,
+            train=rest,
+            train_original_pids=original[np.unique(kept_pids)],
+            query=query,
+            gallery=gallery,
+            counts=counts,
+            junk_dropped=0,
+            fingerprint=val_fingerprint(market.fingerprint),
+        )
+        return MarketTaskData(market=val, num_classes=val.num_classes, fingerprint=val.fingerprint)
 
     def backbone(self, cfg: MarketConfig) -> str:
         return cfg.backbone

@@ -1,0 +1,88 @@
+"""``cirbench tune`` on digits with tiny budgets: equal trials per method on the validation split,
+the best configuration re-run on test with records naming study and trial, the SQLite study
+resumed without new trials, and the same sampler seed giving the same sequence of trials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cirbench.cli import main
+
+optuna = pytest.importorskip("optuna")
+
+METHODS = ("ce", "cir+ce")
+ARGS = ["--method", ",".join(METHODS), "--profile", "smoke", "--seeds", "0"]
+
+
+def tune(out: Path, *extra: str) -> int:
+    return main(["tune", "digits", *ARGS, "--trials", "2", "--out", str(out), *extra])
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("digits/*.json"))]
+
+
+def trials_of(out: Path) -> dict[str, list[tuple[int, list[str]]]]:
+    """Per method: (trial number, overrides) of each validation record, in trial order."""
+    found: dict[str, list[tuple[int, list[str]]]] = {}
+    for r in records(out):
+        if r["split"] == "val":
+            found.setdefault(r["method"], []).append((r["origin"]["trial"], r["overrides"]))
+    return {m: sorted(v) for m, v in found.items()}
+
+
+def test_equal_budget_then_best_on_test(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert tune(out, "--space", "train.lr=1e-3:1e-2") == 0
+    err = capsys.readouterr().err
+    assert "trial 2/2" in err and "best" in err and "ETA" in err
+    assert "on test, seed 1/1" in err
+    storage = out / "tune" / "optuna.sqlite3"
+    assert storage.is_file()
+    url = f"sqlite:///{storage.resolve()}"
+    studies = optuna.get_all_study_summaries(url)
+    assert sorted(s.study_name.split(":")[1] for s in studies) == sorted(METHODS)
+    assert all(s.n_trials == 2 for s in studies)  # the same budget for every method
+    recs = records(out)
+    val = [r for r in recs if r["split"] == "val"]
+    test = [r for r in recs if r["split"] == "test"]
+    assert len(val) == 4 and len(test) == 2
+    for r in test:
+        study = optuna.load_study(study_name=r["origin"]["study"], storage=url)
+        assert r["origin"]["trial"] == study.best_trial.number
+        assert r["origin"]["val_value"] == study.best_value
+        lr = study.best_trial.params["train.lr"]
+        assert 1e-3 <= lr <= 1e-2 and f"train.lr={lr!r}" in r["overrides"]
+        assert r["config"]["train"]["lr"] == lr
+    for r in val:
+        assert r["config"]["split"] == "val" and r["origin"]["study"].startswith("digits:")
+    cir_trials = [o for m, t in trials_of(out).items() if m == "cir+ce" for _, o in t]
+    assert all(any(i.startswith("cir.p=") for i in o) for o in cir_trials)
+
+    # rerunning the same command resumes the studies: no trial is added or run twice
+    assert tune(out, "--space", "train.lr=1e-3:1e-2") == 0
+    assert all(s.n_trials == 2 for s in optuna.get_all_study_summaries(url))
+    assert len([r for r in records(out) if r["split"] == "val"]) == 4
+
+    # same sampler seed, one worker, fresh storage: the same sequence of trials
+    again = tmp_path / "again"
+    assert tune(again, "--space", "train.lr=1e-3:1e-2") == 0
+    assert trials_of(again) == trials_of(out)
+
+
+def test_bad_tune_arguments_exit_2(capsys) -> None:
+    assert main(["tune", "digits", "--trials", "0"]) == 2
+    assert "--trials 0" in capsys.readouterr().err
+    assert main(["tune", "digits", "--trials", "1", "--metric", "acc"]) == 2
+    assert "--metric 'acc': digits reports top1, recall@1, mAP" in capsys.readouterr().err
+
+
+def test_a_metric_one_method_lacks_stops_with_one_line(tmp_path: Path, capsys) -> None:
+    args = ["tune", "digits", "--method", "triplet", "--profile", "smoke", "--trials", "1"]
+    assert main([*args, "--metric", "top1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "triplet does not report 'top1'" in err and "give a --metric" in err
