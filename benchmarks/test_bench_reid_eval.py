@@ -28,7 +28,7 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from cirbench.eval.reid import DEFAULT_CHUNK, evaluate_reid
+from cirbench.eval.reid import DEFAULT_CHUNK, evaluate_reid, synthetic_reid
 
 NUM_QUERY, NUM_GALLERY, DIM = 3368, 15913, 2048
 NUM_IDS, NUM_DISTRACTORS = 750, 2793
@@ -37,26 +37,11 @@ LOOP_QUERIES = 200
 
 
 def market_size(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n_id_images = NUM_GALLERY - NUM_DISTRACTORS
-    g_pids = np.concatenate(
-        [rng.integers(1, NUM_IDS + 1, size=n_id_images), np.zeros(NUM_DISTRACTORS, np.int64)]
+    """Market-size data; queries may share a camera with their matches (the camera rule is
+    exercised), noise 1.5."""
+    return synthetic_reid(
+        NUM_QUERY, NUM_GALLERY, NUM_IDS, NUM_DISTRACTORS, DIM, 1.5, seed, other_camera=False
     )
-    g_cams = rng.integers(0, 6, size=NUM_GALLERY)
-    pick = rng.choice(n_id_images, size=NUM_QUERY, replace=False)
-    q_pids = g_pids[pick]
-    q_cams = (g_cams[pick] + rng.integers(0, 6, size=NUM_QUERY)) % 6
-    centres = rng.standard_normal((NUM_IDS + 1, DIM), dtype=np.float32)
-    gf = centres[g_pids] + 1.5 * rng.standard_normal((NUM_GALLERY, DIM), dtype=np.float32)
-    qf = centres[q_pids] + 1.5 * rng.standard_normal((NUM_QUERY, DIM), dtype=np.float32)
-    return {
-        "qf": qf,
-        "gf": gf,
-        "q_pids": q_pids,
-        "q_cams": q_cams,
-        "g_pids": g_pids,
-        "g_cams": g_cams,
-    }
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from cirbench.eval.distances import distance_block, row_sq_norms
-from cirbench.eval.reid import DEFAULT_CHUNK, evaluate_reid
+from cirbench.eval.reid import DEFAULT_CHUNK, evaluate_reid, synthetic_reid
 
 NUM_QUERY, NUM_GALLERY, DIM = 3368, 15913, 2048
 NUM_IDS, NUM_DISTRACTORS = 750, 2793
@@ -45,30 +45,7 @@ KS = (1, 5, 10)
 
 
 def noisy_market(seed: int = 0, noise: float = NOISE) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n_id_images = NUM_GALLERY - NUM_DISTRACTORS
-    g_pids = np.concatenate(
-        [rng.integers(1, NUM_IDS + 1, size=n_id_images), np.zeros(NUM_DISTRACTORS, np.int64)]
-    )
-    g_cams = rng.integers(0, 6, size=NUM_GALLERY)
-    pick = rng.choice(n_id_images, size=NUM_QUERY, replace=False)
-    q_pids = g_pids[pick]
-    q_cams = (g_cams[pick] + rng.integers(1, 6, size=NUM_QUERY)) % 6  # another camera
-    centres = rng.standard_normal((NUM_IDS + 1, DIM), dtype=np.float32)
-    gf = rng.standard_normal((NUM_GALLERY, DIM), dtype=np.float32)
-    gf *= noise
-    gf += centres[g_pids]
-    qf = rng.standard_normal((NUM_QUERY, DIM), dtype=np.float32)
-    qf *= noise
-    qf += centres[q_pids]
-    return {
-        "qf": qf,
-        "gf": gf,
-        "q_pids": q_pids,
-        "q_cams": q_cams,
-        "g_pids": g_pids,
-        "g_cams": g_cams,
-    }
+    return synthetic_reid(NUM_QUERY, NUM_GALLERY, NUM_IDS, NUM_DISTRACTORS, DIM, noise, seed)
 
 
 def chunked_distances(d: dict[str, np.ndarray]) -> np.ndarray:

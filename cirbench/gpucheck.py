@@ -64,7 +64,7 @@ from cirbench.config import Overrides
 from cirbench.data import omniglot
 from cirbench.data.catalog import CATALOG_ENV
 from cirbench.errors import CirbenchError
-from cirbench.eval.reid import evaluate_reid
+from cirbench.eval.reid import evaluate_reid, synthetic_reid
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method
 from cirbench.models.bot import BoTNet
@@ -490,25 +490,7 @@ def syncs_per_step(device: torch.device, sizes: Sizes) -> dict[str, Any]:
 def noisy_reid(sizes: Sizes, noise: float = 4.0) -> dict[str, np.ndarray]:
     """Market-shaped ids and cameras; features = id centre + ``noise`` x N(0, 1)."""
     nq, ng, dim = sizes.eval_shape
-    rng = np.random.default_rng(0)
-    n_distract = ng // 6
-    g_pids = np.concatenate(
-        [rng.integers(1, sizes.eval_ids + 1, size=ng - n_distract), np.zeros(n_distract, np.int64)]
-    )
-    g_cams = rng.integers(0, 6, size=ng)
-    pick = rng.choice(ng - n_distract, size=nq, replace=False)
-    q_pids, q_cams = g_pids[pick], (g_cams[pick] + rng.integers(1, 6, size=nq)) % 6
-    centres = rng.standard_normal((sizes.eval_ids + 1, dim), dtype=np.float32)
-    gf = centres[g_pids] + noise * rng.standard_normal((ng, dim), dtype=np.float32)
-    qf = centres[q_pids] + noise * rng.standard_normal((nq, dim), dtype=np.float32)
-    return {
-        "qf": qf,
-        "gf": gf,
-        "q_pids": q_pids,
-        "q_cams": q_cams,
-        "g_pids": g_pids,
-        "g_cams": g_cams,
-    }
+    return synthetic_reid(nq, ng, sizes.eval_ids, ng // 6, dim, noise)
 
 
 def reid_eval(device: torch.device, sizes: Sizes) -> dict[str, Any]:

@@ -393,3 +393,45 @@ def k_reciprocal_rerank(
     lam = cfg.lambda_value
     final = (1.0 - lam) * jaccard + lam * dist[:num_query].astype(np.float64)
     return final[:, num_query:]
+
+
+def synthetic_reid(
+    n_query: int,
+    n_gallery: int,
+    n_ids: int,
+    n_distractors: int,
+    dim: int,
+    noise: float,
+    seed: int = 0,
+    other_camera: bool = True,
+) -> dict[str, np.ndarray]:
+    """Market-shaped evaluation data for benchmarks and the GPU check: gallery ids drawn from
+    ``n_ids`` identities plus ``n_distractors`` distractors (id 0), 6 cameras, queries picked from
+    the identity images (from another camera when ``other_camera``); features = the id's centre
+    (standard normal) + ``noise`` x standard normal noise, float32. Noise 4 at Market size gives
+    a recall@1 far from 1, so a wrong metric shows. Keys: qf, gf, q_pids, q_cams, g_pids, g_cams.
+    """
+    rng = np.random.default_rng(seed)
+    n_id_images = n_gallery - n_distractors
+    g_pids = np.concatenate(
+        [rng.integers(1, n_ids + 1, size=n_id_images), np.zeros(n_distractors, np.int64)]
+    )
+    g_cams = rng.integers(0, 6, size=n_gallery)
+    pick = rng.choice(n_id_images, size=n_query, replace=False)
+    q_pids = g_pids[pick]
+    q_cams = (g_cams[pick] + rng.integers(1 if other_camera else 0, 6, size=n_query)) % 6
+    centres = rng.standard_normal((n_ids + 1, dim), dtype=np.float32)
+    gf = rng.standard_normal((n_gallery, dim), dtype=np.float32)
+    gf *= noise  # in place: no second gallery-sized array
+    gf += centres[g_pids]
+    qf = rng.standard_normal((n_query, dim), dtype=np.float32)
+    qf *= noise
+    qf += centres[q_pids]
+    return {
+        "qf": qf,
+        "gf": gf,
+        "q_pids": q_pids,
+        "q_cams": q_cams,
+        "g_pids": g_pids,
+        "g_cams": g_cams,
+    }
