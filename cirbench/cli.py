@@ -129,6 +129,13 @@ def check_run_args(args: argparse.Namespace) -> None:
         raise CirbenchError("--out '': give a folder, e.g. --out outputs")
     if args.nproc < 1:
         raise CirbenchError(f"--nproc {args.nproc}: give 1 or more processes")
+    if args.eval_every < 0:
+        raise CirbenchError(f"--eval-every {args.eval_every}: give E >= 1 (or leave it out)")
+    if args.eval_every and args.split != "val":
+        raise CirbenchError(
+            "--eval-every evaluates during training, which on the test split would look at the "
+            "test set while training: use it with --split val"
+        )
     if args.method is not None and not all(s.strip() for s in args.method.split(",")):
         raise CirbenchError(
             f"--method {args.method!r}: an empty method name; give e.g. --method ce,cir+ce, "
@@ -287,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             command=args.argv,
             logger=args.logger,
             compile_model=args.compile,
+            eval_every=args.eval_every,
             on_epoch=epoch_line(name) if talk and not progress else None,
         )
         durations.append(time.perf_counter() - start)
@@ -706,6 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or lines")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        metavar="E",
+        help="with --split val: also evaluate every E epochs (val_* columns of the epoch log)",
+    )
     p.add_argument(
         "--compile",
         action="store_true",

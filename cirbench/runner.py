@@ -6,16 +6,26 @@ several processes every rank trains; only rank 0 evaluates and writes the record
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
 
+import numpy as np
 import torch
 
 from cirbench import distributed, exact
 from cirbench.config import Overrides, to_dict
-from cirbench.engine import EpochReport, FitOptions, FitResult, fit, seed_everything
+from cirbench.engine import (
+    EpochReport,
+    FitOptions,
+    FitResult,
+    evaluate_model,
+    fit,
+    seed_everything,
+)
 from cirbench.epochlog import EpochLog, Logger
 from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
@@ -101,6 +111,25 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
     return {**config, "mode": exact.EXACT} if run.exact else config
 
 
+def evaluate_during_training(
+    run: RunSpec[ConfigT, DataT], model: EmbeddingNet, method: Method, device: torch.device
+) -> dict[str, float]:
+    """The task's evaluation of ``run.data`` now, in eval mode; every random state (torch CPU
+    and CUDA, numpy, random) is restored after it, so training continues exactly as it would
+    have without it (the next epoch puts model and method back in training mode)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        evaluation = evaluate_model(
+            model,
+            method,
+            lambda m, meth, dev: run.task.evaluate(EvalContext(m, meth, run.data, run.cfg, dev)),
+            device,
+        )
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+    return evaluation.metrics
+
+
 def used_overrides(method: Method, overrides: Overrides) -> list[str]:
     """The ``--set`` items this method's run reads (its components' and ``train``)."""
     return overrides.only({*method.spec.keys, "train"}).as_list()
@@ -116,10 +145,19 @@ def train_and_record(
     logger: Logger = "csv",
     on_epoch: Callable[[EpochReport], None] | None = None,
     compile_model: bool = False,
+    eval_every: int = 0,
 ) -> Path | None:
     """Train and evaluate one (method, seed) and write its record; return the record's path
     (``None`` on ranks other than 0, which write nothing). ``logger`` writes the per-epoch log
-    beside it (:mod:`cirbench.epochlog`); ``on_epoch`` is called after every epoch as well."""
+    beside it (:mod:`cirbench.epochlog`); ``on_epoch`` is called after every epoch as well.
+    ``eval_every`` E > 0 (validation runs only): the run's validation split is also evaluated
+    every E epochs; the values join the epoch log as ``val_<metric>`` and the record as
+    ``eval_history``, without touching any random state the training draws from."""
+    if eval_every and run.split != "val":
+        raise CirbenchError(
+            "--eval-every evaluates during training, which on the test split would look at the "
+            "test set while training: use it with --split val"
+        )
     model, method = prepare(run)
     config = resolved_config(run, method)
     chash = config_hash(config)
@@ -128,7 +166,15 @@ def train_and_record(
     main = distributed.is_main()
     epoch_log = EpochLog(logger if main else "none", out, run.task.name, path.stem)
 
+    eval_history: list[dict[str, float]] = []
+
     def after_epoch(report: EpochReport) -> None:
+        if main and eval_every and report.epoch % eval_every == 0:
+            values = evaluate_during_training(run, model, method, device)
+            eval_history.append({"epoch": report.epoch, **values})
+            rows = list(report.history)
+            rows[-1] = {**rows[-1], **{f"val_{k}": v for k, v in values.items()}}
+            report = dataclasses.replace(report, history=tuple(rows))
         epoch_log(report)
         if on_epoch is not None and main:
             on_epoch(report)
@@ -153,6 +199,7 @@ def train_and_record(
         "metrics": result.metrics,
         "details": result.evaluation.details,
         "history": result.history,
+        **({"eval_history": eval_history} if eval_every else {}),
         "wall_time_s": round(result.wall_time_s, 3),
         "resumed_at_epoch": result.resumed_at_epoch,
         "amp": result.extra["amp"],

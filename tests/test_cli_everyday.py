@@ -158,3 +158,33 @@ def test_compile_flag_compiles_the_model_and_says_so_in_the_record(
     assert calls == ["SmallCNN"] and a.name == b.name
     assert json.loads(a.read_text())["compiled"] is True
     assert json.loads(b.read_text())["compiled"] is False
+
+
+def test_eval_every_logs_a_validation_curve_without_changing_the_run(tmp_path: Path) -> None:
+    """Evaluating every epoch restores every random state: the final metrics and the training
+    losses are the same bits as without it."""
+    import json
+
+    argv = ["run", "digits", "--method", "cir+ce", "--seeds", "0", "--profile", "smoke", "-q"]
+    argv += ["--split", "val"]
+    assert main([*argv, "--eval-every", "1", "--out", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    (a,) = (tmp_path / "a" / "runs" / "digits").glob("*.json")
+    (b,) = (tmp_path / "b" / "runs" / "digits").glob("*.json")
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+
+    def losses(r: dict) -> list[dict]:  # images/s is a timing, not a result
+        return [{k: v for k, v in e.items() if k != "images_per_s"} for e in r["history"]]
+
+    assert ra["metrics"] == rb["metrics"] and losses(ra) == losses(rb)
+    assert [e["epoch"] for e in ra["eval_history"]] == [1, 2] and "eval_history" not in rb
+    assert ra["eval_history"][-1]["top1"] == ra["metrics"]["top1"]  # the last one is the final
+    (log,) = (tmp_path / "a" / "logs" / "digits").glob("*.csv")
+    assert "val_top1" in log.read_text().splitlines()[0]
+
+
+def test_eval_every_refuses_the_test_split(tmp_path: Path, capsys) -> None:
+    argv = ["run", "digits", "--method", "ce", "--seeds", "0", "--profile", "smoke"]
+    assert main([*argv, "--eval-every", "1", "--out", str(tmp_path)]) == 2
+    assert "use it with --split val" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
