@@ -38,6 +38,25 @@ class ToyPull(Loss):
         onehot = torch.nn.functional.one_hot(labels).float()
         means = (onehot.T @ features) / onehot.sum(0).clamp(min=1)[:, None]
         return self.cfg.scale * (features - means[labels]).pow(2).sum(1).mean()
+
+
+# A toy metric on a toy task: declared once, on the task (docs/ARCHITECTURE.md, "Add a metric").
+from cirbench.engine import Evaluation
+from cirbench.tasks import TASKS
+from cirbench.tasks.digits import Digits
+
+
+@TASKS.register
+class DigitsSpread(Digits):
+    name = "digits-spread"
+    metrics = (*Digits.metrics, "spread")
+    lower_is_better = frozenset({"spread"})
+
+    def evaluate(self, ctx):
+        base = super().evaluate(ctx)
+        x = ctx.data.test[0].to(ctx.device)
+        spread = float(ctx.model.embed(x).float().std(0).mean().clamp(max=1.0))
+        return Evaluation({**base.metrics, "spread": spread}, base.details)
 '''
 
 
@@ -85,6 +104,24 @@ def test_a_plugin_method_runs_by_name(
     (path,) = (tmp_path / "out" / "runs" / "digits").glob("*.json")
     rec = json.loads(path.read_text())
     assert rec["method"] == "cir+toy-pull" and rec["config"]["method"]["toy-pull"]["scale"] == 0.5
+
+
+def test_a_plugin_task_with_its_own_metric_reaches_the_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, isolated_registries: None
+) -> None:
+    """Adding a task and a metric touches only the plug-in's own file (the checklist's files)."""
+    (tmp_path / "site").mkdir()
+    install_plugin(tmp_path / "site", "toylab_metric", PLUGIN)  # a module name of its own
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    argv = ["run", "digits-spread", "--method", "ce,toy-pull", "--seeds", "0,1", "-q"]
+    assert main([*argv, "--profile", "smoke", "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert main(["table", "digits-spread", "--runs", str(tmp_path / "out")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.index("mAP (%)") < header.index("spread (%)")  # the declared order
+    from cirbench.tasks import metric_info
+
+    assert metric_info("digits-spread", "spread").lower_is_better
 
 
 def test_a_broken_plugin_is_named_and_exits_2(
