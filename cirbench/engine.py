@@ -489,13 +489,14 @@ def fit(
             cfg.epochs,
             ", ".join(f"{k} {v:.4g}" for k, v in terms.items()),
         )
-        if options.on_epoch is not None:  # train_seconds includes a resumed run's earlier epochs
-            eta = (cfg.epochs - epoch - 1) * state.train_seconds / (epoch + 1)
-            options.on_epoch(EpochReport(epoch + 1, cfg.epochs, tuple(state.history), seconds, eta))
         if checkpoint is not None:
             rng = distributed.gather(rng_state(generator))
             if distributed.is_main():
                 save_checkpoint(checkpoint, state.state_dict(fingerprint, rng))
+        # after the checkpoint: logs hold exactly the epochs a --resume restores
+        if options.on_epoch is not None:  # train_seconds includes a resumed run's earlier epochs
+            eta = (cfg.epochs - epoch - 1) * state.train_seconds / (epoch + 1)
+            options.on_epoch(EpochReport(epoch + 1, cfg.epochs, tuple(state.history), seconds, eta))
     start = time.perf_counter()
     evaluation = Evaluation({})
     if distributed.is_main():  # metrics are computed once, on rank 0
