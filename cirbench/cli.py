@@ -129,9 +129,10 @@ def check_run_args(args: argparse.Namespace) -> None:
         raise CirbenchError("--out '': give a folder, e.g. --out outputs")
     if args.nproc < 1:
         raise CirbenchError(f"--nproc {args.nproc}: give 1 or more processes")
-    if args.eval_every < 0:
-        raise CirbenchError(f"--eval-every {args.eval_every}: give E >= 1 (or leave it out)")
-    if args.eval_every and args.split != "val":
+    eval_every = getattr(args, "eval_every", 0)  # `tune` shares these checks, not the option
+    if eval_every < 0:
+        raise CirbenchError(f"--eval-every {eval_every}: give E >= 1 (or leave it out)")
+    if eval_every and args.split != "val":
         raise CirbenchError(
             "--eval-every evaluates during training, which on the test split would look at the "
             "test set while training: use it with --split val"
