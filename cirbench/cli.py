@@ -53,7 +53,13 @@ from cirbench.reporting import (
     write_report,
 )
 from cirbench.results import COMMITTED, MAX_SEED, SPLITS, default_out, load_records
-from cirbench.runner import RunSpec, build_checked, method_context, train_and_record
+from cirbench.runner import (
+    RunSpec,
+    build_checked,
+    check_eval_every,
+    method_context,
+    train_and_record,
+)
 from cirbench.space import check_space_sections, method_space, narrow, parse_space
 from cirbench.sweep import Outcome, expand, run_sweep
 from cirbench.tasks import TASKS, AnyTask
@@ -129,14 +135,8 @@ def check_run_args(args: argparse.Namespace) -> None:
         raise CirbenchError("--out '': give a folder, e.g. --out outputs")
     if args.nproc < 1:
         raise CirbenchError(f"--nproc {args.nproc}: give 1 or more processes")
-    eval_every = getattr(args, "eval_every", 0)  # `tune` shares these checks, not the option
-    if eval_every < 0:
-        raise CirbenchError(f"--eval-every {eval_every}: give E >= 1 (or leave it out)")
-    if eval_every and args.split != "val":
-        raise CirbenchError(
-            "--eval-every evaluates during training, which on the test split would look at the "
-            "test set while training: use it with --split val"
-        )
+    # before any data loads; `tune` shares these checks but has no --eval-every
+    check_eval_every(getattr(args, "eval_every", 0), getattr(args, "split", "test"))
     if args.method is not None and not all(s.strip() for s in args.method.split(",")):
         raise CirbenchError(
             f"--method {args.method!r}: an empty method name; give e.g. --method ce,cir+ce, "
@@ -170,6 +170,12 @@ def check_output_folder(out: Path, checkpoint: int) -> None:
         )
 
 
+def command_specs(args: argparse.Namespace, task: AnyTask) -> list[str]:
+    """``--method`` as canonical specs, each once, in order (default: the task's methods)."""
+    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
+    return list(dict.fromkeys(specs or task.default_methods))
+
+
 def command_overrides(args: argparse.Namespace) -> Overrides:
     """``--config FILE`` first, then every ``--set`` (a field in both: the flag wins)."""
     flags = Overrides.parse(args.set or [])
@@ -193,8 +199,7 @@ def resolved_yaml(task: AnyTask, specs: Sequence[str], profile: str, overrides: 
 
 def cmd_config(args: argparse.Namespace) -> int:
     task = TASKS.get(args.task)()
-    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
-    specs = list(dict.fromkeys(specs or task.default_methods))
+    specs = command_specs(args, task)
     overrides = command_overrides(args)
     check_sections(overrides, specs)
     print(resolved_yaml(task, specs, args.profile or task.default_profile, overrides), end="")
@@ -256,8 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return relaunch_with_torchrun(args.argv, args.nproc)
     task = TASKS.get(args.task)()
-    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
-    specs = list(dict.fromkeys(specs or task.default_methods))
+    specs = command_specs(args, task)
     seeds = parse_seeds(args.seeds)
     overrides = command_overrides(args)
     check_sections(overrides, specs)
@@ -314,8 +318,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise CirbenchError(f"--trials {args.trials}: give 1 or more trials per method")
     check_run_args(args)
     task = TASKS.get(args.task)()
-    specs = [MethodSpec.parse(s).name for s in args.method.split(",")] if args.method else []
-    specs = list(dict.fromkeys(specs or task.default_methods))
+    specs = command_specs(args, task)
     seeds = parse_seeds(args.seeds)
     overrides = command_overrides(args)
     check_sections(overrides, specs)

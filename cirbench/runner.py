@@ -111,6 +111,17 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
     return {**config, "mode": exact.EXACT} if run.exact else config
 
 
+def check_eval_every(eval_every: int, split: str) -> None:
+    """A validation curve only where it is one: E >= 1, on the validation split."""
+    if eval_every < 0:
+        raise CirbenchError(f"--eval-every {eval_every}: give E >= 1 (or leave it out)")
+    if eval_every and split != "val":
+        raise CirbenchError(
+            "--eval-every evaluates during training, which on the test split would look at the "
+            "test set while training: use it with --split val"
+        )
+
+
 def evaluate_during_training(
     run: RunSpec[ConfigT, DataT], model: EmbeddingNet, method: Method, device: torch.device
 ) -> dict[str, float]:
@@ -153,11 +164,7 @@ def train_and_record(
     ``eval_every`` E > 0 (validation runs only): the run's validation split is also evaluated
     every E epochs; the values join the epoch log as ``val_<metric>`` and the record as
     ``eval_history``, without touching any random state the training draws from."""
-    if eval_every and run.split != "val":
-        raise CirbenchError(
-            "--eval-every evaluates during training, which on the test split would look at the "
-            "test set while training: use it with --split val"
-        )
+    check_eval_every(eval_every, run.split)
     model, method = prepare(run)
     config = resolved_config(run, method)
     chash = config_hash(config)
