@@ -125,30 +125,35 @@ class TaskTable:
         return sorted({t for r in self.rows for t in r.tests})
 
 
-def perturbations_of(method: str) -> tuple[str, ...]:
-    """The perturbations of a registered method spec; none for anything else (a record's method
-    that this install does not know, or a spec without a loss)."""
+def known_spec(method: str) -> MethodSpec | None:
+    """The parsed spec of a record's method; None for one this install does not know (or a
+    spec without a loss)."""
     try:
-        return MethodSpec.parse(method).perturbations
+        return MethodSpec.parse(method)
     except CirbenchError:
-        return ()
+        return None
+
+
+def perturbations_of(method: str) -> tuple[str, ...]:
+    """The perturbations of a known method spec; none for anything else."""
+    spec = known_spec(method)
+    return spec.perturbations if spec is not None else ()
 
 
 def baseline_of(method: str) -> str | None:
     """``cir+X`` -> ``X``: the same losses without the perturbations, else None."""
-    if not perturbations_of(method):
-        return None
-    return MethodSpec.parse(method).without_perturbations().name
+    spec = known_spec(method)
+    return spec.without_perturbations().name if spec and spec.perturbations else None
 
 
 def baseline_key(key: tuple[str, str, str]) -> tuple[str, str, str] | None:
     """The row a perturbed method's row is tested against: its baseline method with the same
     profile and the same ``--set`` items but those of the perturbations."""
-    base = baseline_of(key[0])
-    if base is None:
+    spec = known_spec(key[0])
+    if spec is None or not spec.perturbations:
         return None
-    overrides = Overrides.parse(key[2].split()).without(perturbations_of(key[0]))
-    return (base, key[1], str(overrides))
+    overrides = Overrides.parse(key[2].split()).without(spec.perturbations)
+    return (spec.without_perturbations().name, key[1], str(overrides))
 
 
 def percent(value: Any) -> float | None:
