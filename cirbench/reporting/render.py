@@ -110,7 +110,8 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
         return "no result records"
     summary = summarize(df, order)
     tasks = df["task"].unique()
-    metrics = task_metric_order(str(tasks[0]) if len(tasks) == 1 else None, df)
+    task = str(tasks[0]) if len(tasks) == 1 else None  # several tasks: no declared metadata
+    metrics = task_metric_order(task, df)
     # Labels carry the profile only when several profiles are mixed in one table.
     show_profile = summary["profile"].nunique() > 1
     labels = [
@@ -121,8 +122,7 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
         flat = summary.drop(columns=["profile", "overrides", "commits"]).assign(method=labels)
         return str(flat.to_csv(index=False))
     style = MARKDOWN if fmt == "md" else LATEX
-    task = str(tasks[0]) if len(tasks) == 1 else ""
-    spread = {m: not metric_info(task, m).interval for m in metrics}  # a width: its mean only
+    spread = {m: not (task and metric_info(task, m).interval) for m in metrics}  # a width: mean
     rows = [
         [
             style.code(label) if style is LATEX else label,
