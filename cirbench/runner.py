@@ -191,7 +191,7 @@ def train_and_record(
         result = train(run, model, method, device, options)
     finally:
         epoch_log.close()
-    if not distributed.is_main():
+    if not main:
         return None
     record: dict[str, Any] = {
         "schema": SCHEMA,
