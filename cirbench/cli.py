@@ -33,7 +33,7 @@ from cirbench.data.catalog import (
     load_catalog,
     resolve_data_root,
 )
-from cirbench.engine import EpochReport
+from cirbench.engine import EpochReport, TrainConfig
 from cirbench.epochlog import LOGGERS
 from cirbench.errors import CirbenchError, did_you_mean
 from cirbench.gpucheck import gpu_check, markdown
@@ -62,7 +62,7 @@ from cirbench.runner import (
 )
 from cirbench.space import check_space_sections, method_space, narrow, parse_space
 from cirbench.sweep import Outcome, expand, run_sweep
-from cirbench.tasks import TASKS, AnyTask
+from cirbench.tasks import TASKS, AnyTask, TaskData
 from cirbench.tune import (
     Progress,
     TuneSettings,
@@ -182,10 +182,41 @@ def command_overrides(args: argparse.Namespace) -> Overrides:
     return Overrides.from_yaml(Path(args.config)).then(flags) if args.config else flags
 
 
-def resolved_yaml(task: AnyTask, specs: Sequence[str], profile: str, overrides: Overrides) -> str:
-    """What a run would use: the profile's training config after overrides and each method
-    component's config (paper defaults, then the task's, then overrides)."""
+def command_setup(
+    args: argparse.Namespace, task: AnyTask
+) -> tuple[list[str], Overrides, str, TrainConfig]:
+    """What `run` and `tune` resolve before loading data: the method specs, the overrides (every
+    section used by some method), the profile and its training config after the overrides."""
+    specs = command_specs(args, task)
+    overrides = command_overrides(args)
+    check_sections(overrides, specs)
+    profile = args.profile or task.default_profile
     cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
+    return specs, overrides, profile, cfg
+
+
+def refuse_before_training(
+    task: AnyTask,
+    data: TaskData,
+    cfg: TrainConfig,
+    specs: Sequence[str],
+    overrides: Overrides,
+    out: Path,
+) -> None:
+    """Everything that would fail later, refused now: room for the checkpoints under ``out``
+    and every method against the task (its outputs, its component configs)."""
+    model = task.build_model(data, cfg)
+    check_output_folder(out, checkpoint_bytes(model))
+    ctx = method_context(data, model)
+    for spec in specs:  # every method is valid before anything trains
+        build_checked(task, spec, ctx, overrides)
+
+
+def resolved_yaml(
+    task: AnyTask, specs: Sequence[str], profile: str, cfg: TrainConfig, overrides: Overrides
+) -> str:
+    """What a run would use: the profile's training config ``cfg`` (after overrides) and each
+    method component's config (paper defaults, then the task's, then overrides)."""
     methods = {
         spec: {
             key: to_dict(component_config(key, overrides, task.method_defaults))
@@ -199,10 +230,8 @@ def resolved_yaml(task: AnyTask, specs: Sequence[str], profile: str, overrides: 
 
 def cmd_config(args: argparse.Namespace) -> int:
     task = TASKS.get(args.task)()
-    specs = command_specs(args, task)
-    overrides = command_overrides(args)
-    check_sections(overrides, specs)
-    print(resolved_yaml(task, specs, args.profile or task.default_profile, overrides), end="")
+    specs, overrides, profile, cfg = command_setup(args, task)
+    print(resolved_yaml(task, specs, profile, cfg, overrides), end="")
     return 0
 
 
@@ -261,22 +290,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         return relaunch_with_torchrun(args.argv, args.nproc)
     task = TASKS.get(args.task)()
-    specs = command_specs(args, task)
     seeds = parse_seeds(args.seeds)
-    overrides = command_overrides(args)
-    check_sections(overrides, specs)
-    profile = args.profile or task.default_profile
-    cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
+    specs, overrides, profile, cfg = command_setup(args, task)
     device = distributed.init_from_env(resolve_device(args.device))
     data = task.load(resolve_root(args.data_root))
     if args.split == "val":
         data = task.validation(data, cfg)
     task.check(data, cfg)
-    model = task.build_model(data, cfg)
-    check_output_folder(Path(args.out), checkpoint_bytes(model))
-    ctx = method_context(data, model)
-    for spec in specs:  # every method is valid before anything trains
-        build_checked(task, spec, ctx, overrides)
+    refuse_before_training(task, data, cfg, specs, overrides, Path(args.out))
     main_rank = distributed.is_main()
     talk = main_rank and not args.quiet
     progress = talk and sys.stderr.isatty()  # bars on a terminal, one line per epoch elsewhere
@@ -318,26 +339,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise CirbenchError(f"--trials {args.trials}: give 1 or more trials per method")
     check_run_args(args)
     task = TASKS.get(args.task)()
-    specs = command_specs(args, task)
     seeds = parse_seeds(args.seeds)
-    overrides = command_overrides(args)
-    check_sections(overrides, specs)
+    specs, overrides, profile, cfg = command_setup(args, task)
     items = parse_space(args.space or [])
     check_space_sections(items, specs)
     metric, direction = choose_metric(task, args.metric)
-    profile = args.profile or task.default_profile
-    cfg = apply_overrides(task.profile(profile), overrides.section("train"), "train")
     spaces = {s: narrow(method_space(task, s, cfg), items, task, s, cfg) for s in specs}
     device = resolve_device(args.device)
     data = task.load(resolve_root(args.data_root))
     val = task.validation(data, cfg)
     task.check(val, cfg)
     task.check(data, cfg)
-    model = task.build_model(data, cfg)
-    check_output_folder(Path(args.out), checkpoint_bytes(model))
-    ctx = method_context(data, model)
-    for spec in specs:
-        build_checked(task, spec, ctx, overrides)
+    refuse_before_training(task, data, cfg, specs, overrides, Path(args.out))
     settings = TuneSettings(
         task, profile, overrides, spaces, args.trials, metric, direction, tuple(seeds),
         args.sampler_seed, command=tuple(args.argv), storage=args.storage,
