@@ -170,6 +170,40 @@ def _value(text: str, annotation: Any, config: Any, item: SpaceItem) -> Any:
     return value
 
 
+def space_json(space: Mapping[str, Domain]) -> dict[str, dict[str, Any]]:
+    """``space`` as JSON-able dicts (what a tuning record stores, so a report can rebuild the
+    study's distributions from records alone); :func:`space_from_json` reads it back.
+
+    >>> space_from_json(space_json({"cir.p": FloatRange(0.0, 1.0)}))
+    {'cir.p': FloatRange(low=0.0, high=1.0, log=False)}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, domain in space.items():
+        if isinstance(domain, Choice):
+            out[name] = {"choice": list(domain.values)}
+        else:
+            kind = "float" if isinstance(domain, FloatRange) else "int"
+            out[name] = {kind: [domain.low, domain.high], "log": domain.log}
+    return out
+
+
+def space_from_json(data: Mapping[str, Mapping[str, Any]]) -> Space:
+    """The space :func:`space_json` wrote; a malformed entry is a CirbenchError."""
+    space: Space = {}
+    for name, entry in data.items():
+        if "choice" in entry:
+            space[name] = Choice(tuple(entry["choice"]))
+        elif "float" in entry:
+            low, high = entry["float"]
+            space[name] = FloatRange(float(low), float(high), bool(entry.get("log", False)))
+        elif "int" in entry:
+            low, high = entry["int"]
+            space[name] = IntRange(int(low), int(high), bool(entry.get("log", False)))
+        else:
+            raise CirbenchError(f"search space entry {name!r} is not choice, float or int: {entry}")
+    return space
+
+
 def as_text(value: object) -> str:
     """A sampled value as the ``--set`` text that parses back to it."""
     if isinstance(value, bool):

@@ -46,7 +46,7 @@ from cirbench.config import Choice, Domain, FloatRange, IntRange, Overrides, app
 from cirbench.errors import CirbenchError
 from cirbench.results import Split
 from cirbench.runner import RunSpec, train_and_record
-from cirbench.space import Space, to_overrides
+from cirbench.space import Space, space_json, to_overrides
 from cirbench.tasks import AnyTask
 
 if TYPE_CHECKING:
@@ -320,6 +320,18 @@ def tune(
     return [test_best(settings, spec, studies[spec], *where, clock, report) for spec in specs]
 
 
+def study_facts(settings: TuneSettings, spec: str) -> dict[str, Any]:
+    """What every record of a study states about the search: the metric, its direction, the
+    budget and the space (so a report rebuilds the study's history from records alone)."""
+    return {
+        "metric": settings.metric,
+        "direction": settings.direction,
+        "budget": settings.trials,
+        "sampler": f"TPE(seed={settings.sampler_seed})",
+        "space": space_json(settings.spaces[spec]),
+    }
+
+
 def trial_value(
     settings: TuneSettings,
     data: Any,
@@ -334,7 +346,12 @@ def trial_value(
     lib = load_optuna()
     values = suggest(trial, settings.spaces[spec])
     overrides = to_overrides(settings.overrides, values)
-    origin = {"study": study.study_name, "trial": trial.number, "storage": safe_url(storage)}
+    origin = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "storage": safe_url(storage),
+        **study_facts(settings, spec),
+    }
     try:
         _, record = run_once(
             settings, data, spec, settings.trial_seed, overrides, "val", origin, out, device
@@ -380,7 +397,7 @@ def test_best(
         "study": study.study_name,
         "trial": best.number,
         "storage": safe_url(storage),
-        "metric": settings.metric,
+        **study_facts(settings, spec),
         "val_value": best.value,
         "trials": len(done),
     }
