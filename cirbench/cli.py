@@ -52,6 +52,7 @@ from cirbench.reporting import (
     statuses,
     write_report,
 )
+from cirbench.reporting.tuned import collect_studies
 from cirbench.results import COMMITTED, MAX_SEED, SPLITS, default_out, load_records
 from cirbench.runner import (
     RunSpec,
@@ -539,7 +540,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     readme = (
         None if args.readme == "none" else Path(args.readme or out.resolve().parent / "README.md")
     )
-    files = write_report(out, records, reported, tasks, readme, plots=not args.no_plots)
+    studies = [] if args.tuned == "none" else collect_studies(Path(args.tuned or root / "tuned"))
+    if args.tasks:
+        studies = [s for s in studies if s.task in args.tasks]
+    files = write_report(
+        out, records, reported, tasks, readme, plots=not args.no_plots, studies=studies
+    )
     render = {"md": markdown_table, "latex": latex_table, "csv": csv_table}[args.format]
     print("\n\n".join(f"{t.task}\n\n{render(t)}" for t in files.tables))
     print(f"wrote {len(files.written)} files under {out}", file=sys.stderr)
@@ -858,6 +864,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--readme",
         help="README whose status section to rewrite (default: README.md beside results/ when "
         "neither --runs nor --out is given, else none; 'none' never)",
+    )
+    p.add_argument(
+        "--tuned",
+        help="folder of `cirbench tune --out` records for the tuned-vs-default section "
+        "(default: RUNS/tuned; 'none' to leave it out)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF plots")
     p.set_defaults(func=cmd_report)

@@ -131,6 +131,10 @@ class Overrides(Mapping[str, Mapping[str, str]]):
     def without(self, sections: Collection[str]) -> Overrides:
         return Overrides(item for item in self._items if item[0] not in sections)
 
+    def without_fields(self, names: Collection[str]) -> Overrides:
+        """These items but those whose ``section.field`` is in ``names``."""
+        return Overrides(item for item in self._items if f"{item[0]}.{item[1]}" not in names)
+
 
 def _as_text(value: object) -> str:
     """A YAML value as the text ``--set`` would give for it."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +87,15 @@ def ci95(std: float | None, n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
 
 
+_TICK = textwrap.TextWrapper(width=26, max_lines=3, placeholder=" …")
+
+
+def tick_label(label: str) -> str:
+    """A row label on at most three lines of 26 characters: long override lists (a tuned
+    configuration) would otherwise squeeze the axes to nothing."""
+    return _TICK.fill(label)
+
+
 def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     rows = table.rows
     x = np.arange(len(rows))
@@ -137,7 +147,7 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     pad = max(0.5, 0.15 * (high - low))
     ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high <= 100 else high + pad)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_xticks(x, [r.label for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [tick_label(r.label) for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_title(metric_label(metric).removesuffix(" (%)"), fontsize=10)
     ax.set_ylabel(metric_label(metric))
     ax.grid(axis="y", alpha=0.3)

@@ -277,11 +277,14 @@ def markdown_table(table: TaskTable) -> str:
     return f"{body}\n\n{notes}\n"
 
 
-def latex_tabular(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: int) -> str:
-    """The one LaTeX table body of cirbench: a booktabs ``tabular`` with one left-aligned label
-    column and ``numeric`` right-aligned columns. ``header`` holds whole LaTeX lines; cells are
-    LaTeX already (see :data:`LATEX`)."""
-    lines = [r"\begin{tabular}{l" + "r" * numeric + "}", r"\toprule", *header, r"\midrule"]
+def latex_tabular(
+    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: int, labels: int = 1
+) -> str:
+    """The one LaTeX table body of cirbench: a booktabs ``tabular`` with ``labels``
+    left-aligned label columns and ``numeric`` right-aligned columns. ``header`` holds whole
+    LaTeX lines; cells are LaTeX already (see :data:`LATEX`)."""
+    spec = "l" * labels + "r" * numeric
+    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", *header, r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)

@@ -12,10 +12,42 @@ from cirbench.reporting.records import RecordSet
 from cirbench.reporting.render import csv_table, latex_table, markdown_table
 from cirbench.reporting.status import Status, replace_status, status_section, statuses
 from cirbench.reporting.tables import TaskTable, task_table
+from cirbench.reporting.tuned import (
+    StudyResult,
+    by_task,
+    plot_studies,
+    tuned_csv,
+    tuned_latex,
+    tuned_markdown,
+)
 from cirbench.results import write_atomic
 
 
-def report_markdown(tables: Sequence[TaskTable], items: Sequence[Status]) -> str:
+def tuned_section(studies: Sequence[StudyResult], plots: bool) -> list[str]:
+    """The "tuned vs default" part of REPORT.md (nothing when no study was run)."""
+    if not studies:
+        return []
+    parts = [
+        "## Tuned vs default (equal budget)",
+        "",
+        "From the records of `cirbench tune` (validation trials and test re-runs of each "
+        "method's best trial) and plain `cirbench run` records of the default configurations "
+        "in the same folder. LaTeX and CSV in `results/tables/<task>_tuned.*`.",
+        "",
+    ]
+    for task, group in by_task(studies).items():
+        parts += [f"### {task}", "", tuned_markdown(task, group), ""]
+        if plots:
+            parts += [f"![{task}: optimisation history](plots/{task}_tuned_history.png)", ""]
+    return parts
+
+
+def report_markdown(
+    tables: Sequence[TaskTable],
+    items: Sequence[Status],
+    studies: Sequence[StudyResult] = (),
+    plots: bool = True,
+) -> str:
     parts = [
         "# cirbench reproduction report",
         "",
@@ -34,6 +66,7 @@ def report_markdown(tables: Sequence[TaskTable], items: Sequence[Status]) -> str
             f"![{t.task}: training curves](plots/{t.task}_curves.png)",
             "",
         ]
+    parts += tuned_section(studies, plots)
     parts += ["## Reproduction status", "", status_section(items), ""]
     return "\n".join(parts)
 
@@ -57,8 +90,11 @@ def write_report(
     tasks: Sequence[str],
     readme: Path | None = None,
     plots: bool = True,
+    studies: Sequence[StudyResult] = (),
 ) -> ReportFiles:
     """Write REPORT.md, tables/<task>.{md,tex,csv}, plots/<task>_*.{png,pdf}; update README.
+    With ``studies`` (:func:`cirbench.reporting.tuned.collect_studies`) also the tuned-vs-default
+    section, tables/<task>_tuned.{md,tex,csv} and the Optuna plots.
 
     Every text is built in memory first (a README without status markers fails before anything
     is written), then each file is replaced atomically."""
@@ -68,7 +104,12 @@ def write_report(
     if readme is not None and readme.is_file():
         old_readme = readme.read_text(encoding="utf-8")
         new_readme = replace_status(old_readme, status_section(items))
-    texts = {out / "REPORT.md": report_markdown(tables, items)}
+    texts = {out / "REPORT.md": report_markdown(tables, items, studies, plots)}
+    tuned = by_task(studies)
+    for task, group in tuned.items():
+        texts[out / "tables" / f"{task}_tuned.md"] = tuned_markdown(task, group) + "\n"
+        texts[out / "tables" / f"{task}_tuned.tex"] = tuned_latex(task, group)
+        texts[out / "tables" / f"{task}_tuned.csv"] = tuned_csv(group)
     for t in tables:
         texts[out / "tables" / f"{t.task}.md"] = markdown_table(t)
         texts[out / "tables" / f"{t.task}.tex"] = latex_table(t)
@@ -83,6 +124,9 @@ def write_report(
             }
             written += plot_metrics(t, out / "plots")
             written += plot_curves(t, records.task(t.task), histories, out / "plots")
+    if plots:
+        for task, group in tuned.items():
+            written += plot_studies(task, group, out / "plots")
     if readme is not None and new_readme is not None and new_readme != old_readme:
         write_atomic(readme, new_readme)
     return ReportFiles(tables, tuple(written), new_readme is not None)
