@@ -62,7 +62,7 @@ from cirbench.runner import (
     train_and_record,
 )
 from cirbench.space import check_space_sections, method_space, narrow, parse_space
-from cirbench.sweep import Outcome, expand, run_sweep
+from cirbench.sweep import Outcome, expand, run_sweep, run_workers
 from cirbench.tasks import TASKS, AnyTask, TaskData
 from cirbench.tune import (
     Progress,
@@ -346,6 +346,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_space_sections(items, specs)
     metric, direction = choose_metric(task, args.metric)
     spaces = {s: narrow(method_space(task, s, cfg), items, task, s, cfg) for s in specs}
+    check_eval_every(args.prune, "val", "--prune")
+    if args.workers < 1:
+        raise CirbenchError(f"--workers {args.workers}: give 1 or more")
+    if args.workers > 1:
+        if not args.storage:
+            raise CirbenchError(
+                f"--workers {args.workers} share one study: give --storage journal:PATH (a "
+                "file every worker can reach) or a database URL such as "
+                "postgresql+psycopg2://user@host/db (the SQLite default is for one process)"
+            )
+        return start_tune_workers(args, task.name)
     device = resolve_device(args.device)
     data = task.load(resolve_root(args.data_root))
     val = task.validation(data, cfg)
@@ -355,6 +366,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = TuneSettings(
         task, profile, overrides, spaces, args.trials, metric, direction, tuple(seeds),
         args.sampler_seed, command=tuple(args.argv), storage=args.storage,
+        prune_every=args.prune,
     )  # fmt: skip
     total = args.trials * len(specs)
     storage = safe_url(storage_url(Path(args.out), args.storage))
@@ -365,7 +377,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
 
     def show(p: Progress) -> None:
-        value = "failed" if p.value is None else f"{p.value:.4f}"
+        value = (p.note or "failed") if p.value is None else f"{p.value:.4f}"
         if p.phase == "test":
             print(
                 f"  {p.spec}: best trial #{p.trial} on test, seed {p.done}/{p.total}: "
@@ -395,17 +407,72 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def without_nproc(argv: Sequence[str]) -> list[str]:
+def without_options(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``argv`` without the options ``names`` (each takes one value: ``--x V`` or ``--x=V``)."""
     out: list[str] = []
     skip = False
     for item in argv:
         if skip:
             skip = False
-        elif item == "--nproc":
+        elif item in names:
             skip = True
-        elif not item.startswith("--nproc="):
+        elif not any(item.startswith(f"{n}=") for n in names):
             out.append(item)
     return out
+
+
+def without_nproc(argv: Sequence[str]) -> list[str]:
+    return without_options(argv, ["--nproc"])
+
+
+#: What only the command that starts tune workers reads (the workers run without them).
+WORKER_OPTIONS = (
+    "--workers",
+    "--launcher",
+    "--partition",
+    "--gpus-per-job",
+    "--cpus-per-job",
+    "--time",
+)
+
+
+def slurm_options(args: argparse.Namespace) -> dict[str, Any]:
+    """submitit's parameters from ``--partition/--gpus-per-job/--time/--cpus-per-job``."""
+    slurm = {
+        "slurm_partition": args.partition,
+        "gpus_per_node": args.gpus_per_job,
+        "timeout_min": args.time,
+        "cpus_per_task": args.cpus_per_job,
+    }
+    return {k: v for k, v in slurm.items() if v is not None}
+
+
+def start_tune_workers(args: argparse.Namespace, task: str) -> int:
+    """``--workers N``: N copies of this command (without the worker options) at once, sharing
+    ``--storage``; exit 1 if any failed."""
+    storage = storage_url(Path(args.out), args.storage)
+    argv = [*without_options(args.argv, WORKER_OPTIONS), "--storage", storage]
+    print(
+        f"tune {task}: {args.workers} workers ({args.launcher}) share {safe_url(storage)}; "
+        f"logs in {Path(args.out) / 'tune' / 'logs'}",
+        file=sys.stderr,
+    )
+
+    def show(o: Outcome) -> None:
+        extra = f"  {o.detail}" if o.status == "failed" else ""
+        print(f"  {o.status:8s} {o.cell.name}  log: {o.log}{extra}", file=sys.stderr)
+
+    outcomes = run_workers(
+        task, argv, args.workers, Path(args.out), args.launcher, slurm_options(args), show
+    )
+    failed = [o for o in outcomes if o.status != "done"]
+    print(
+        f"tune {task}: {len(outcomes) - len(failed)} of {len(outcomes)} workers done; records "
+        f"in {Path(args.out) / 'runs' / task}; `cirbench report --runs {args.out} --tuned "
+        f"{args.out}` tabulates the study",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
 
 
 def relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
@@ -433,13 +500,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.profile,
         command_overrides(args).as_list(),
     )
-    slurm = {
-        "slurm_partition": args.partition,
-        "gpus_per_node": args.gpus_per_job,
-        "timeout_min": args.time,
-        "cpus_per_task": args.cpus_per_job,
-    }
-    slurm = {k: v for k, v in slurm.items() if v is not None}
+    slurm = slurm_options(args)
     print(f"sweep: {len(cells)} cells ({args.launcher})", file=sys.stderr)
 
     def show(o: Outcome) -> None:
@@ -786,9 +847,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
     p.add_argument(
         "--storage",
-        help="Optuna RDB URL shared by several workers, e.g. "
-        "postgresql+psycopg2://user@host/db (default: OUT/tune/optuna.sqlite3)",
+        help="study storage shared by several workers: an Optuna RDB URL, e.g. "
+        "postgresql+psycopg2://user@host/db, or journal:PATH (a journal file on a shared file "
+        "system) (default: OUT/tune/optuna.sqlite3)",
     )
+    p.add_argument(
+        "--prune",
+        type=int,
+        default=0,
+        metavar="E",
+        help="validate every E epochs and let Optuna's median pruner stop unpromising trials "
+        "(a pruned trial uses budget; default: no pruning)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the study (needs --storage); each runs this command",
+    )
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local", help="for --workers")
+    p.add_argument("--partition", help="slurm partition (--launcher slurm)")
+    p.add_argument("--gpus-per-job", type=int, help="slurm GPUs per worker")
+    p.add_argument("--cpus-per-job", type=int, help="slurm CPUs per worker")
+    p.add_argument("--time", type=int, help="slurm time limit per worker, minutes")
     p.add_argument("--set", nargs="*", action="extend", metavar="SECTION.FIELD=VALUE")
     add_config_argument(p)
     p.add_argument("--profile")

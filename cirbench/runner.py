@@ -111,10 +111,10 @@ def resolved_config(run: RunSpec[ConfigT, DataT], method: Method) -> dict[str, A
     return {**config, "mode": exact.EXACT} if run.exact else config
 
 
-def check_eval_every(eval_every: int, split: str) -> None:
+def check_eval_every(eval_every: int, split: str, option: str = "--eval-every") -> None:
     """A validation curve only where it is one: E >= 1, on the validation split."""
     if eval_every < 0:
-        raise CirbenchError(f"--eval-every {eval_every}: give E >= 1 (or leave it out)")
+        raise CirbenchError(f"{option} {eval_every}: give E >= 1 (or leave it out)")
     if eval_every and split != "val":
         raise CirbenchError(
             "--eval-every evaluates during training, which on the test split would look at the "

@@ -1,4 +1,5 @@
-"""Sweeps: tasks x methods x seeds, each cell one ``cirbench run`` of one method and one seed.
+"""Sweeps: tasks x methods x seeds, each cell one ``cirbench run`` of one method and one seed;
+and the workers of a distributed ``cirbench tune`` (:func:`run_workers`), on the same launchers.
 
 A cell whose result record already exists is skipped, so a sweep can be re-run after a failure or
 a kill and only redoes what is missing. Cells run on the ``local`` launcher (a bounded pool of
@@ -60,8 +61,24 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Worker:
+    """One ``cirbench tune`` worker process of a study shared through ``--storage``."""
+
+    task: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/tune-worker{self.index}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.task}__tune__worker{self.index}"
+
+
+@dataclass(frozen=True)
 class Outcome:
-    cell: Cell
+    cell: Cell | Worker
     status: str  # "done", "skipped" or "failed"
     log: Path | None = None
     detail: str = ""
@@ -123,7 +140,7 @@ def cell_argv(cell: Cell, out: Path, data_root: str | None, device: str) -> list
     return argv
 
 
-def log_path(cell: Cell, logs: Path) -> Path:
+def log_path(cell: Cell | Worker, logs: Path) -> Path:
     """A new log per attempt: ``<task>__<method>__seed<k>.<n>.log``, n = 1, 2, ..."""
     n = 1
     while (logs / f"{cell.stem}.{n}.log").exists():
@@ -158,7 +175,7 @@ class Children:
                 proc.send_signal(signum)
 
 
-def cell_lock(cell: Cell, logs: Path) -> IO[bytes] | None:
+def cell_lock(cell: Cell | Worker, logs: Path) -> IO[bytes] | None:
     """An exclusive lock on the cell (``fcntl.flock``), or None when another sweep runs it."""
     handle = (logs / f"{cell.stem}.lock").open("ab")
     try:
@@ -169,7 +186,7 @@ def cell_lock(cell: Cell, logs: Path) -> IO[bytes] | None:
     return handle
 
 
-def run_local_cell(cell: Cell, argv: list[str], logs: Path, children: Children) -> Outcome:
+def run_local_cell(cell: Cell | Worker, argv: list[str], logs: Path, children: Children) -> Outcome:
     lock = cell_lock(cell, logs)
     if lock is None:
         return Outcome(cell, "skipped", None, "running in another sweep")
@@ -210,7 +227,7 @@ def forward_signals(children: Children) -> Iterator[None]:
 
 
 def run_local(
-    cells: Sequence[Cell],
+    cells: Sequence[Cell | Worker],
     argvs: Sequence[list[str]],
     logs: Path,
     max_parallel: int,
@@ -231,7 +248,7 @@ def run_local(
 
 
 def run_slurm(
-    cells: Sequence[Cell],
+    cells: Sequence[Cell | Worker],
     argvs: Sequence[list[str]],
     logs: Path,
     options: dict[str, Any],
@@ -294,3 +311,28 @@ def run_sweep(
         options = {"slurm_array_parallelism": max_parallel, **(slurm_options or {})}
         ran = run_slurm(todo, argvs, logs, options, report)
     return skipped + ran
+
+
+def run_workers(
+    task: str,
+    argv: list[str],
+    workers: int,
+    out: Path,
+    launcher: str = "local",
+    slurm_options: dict[str, Any] | None = None,
+    report: Callable[[Outcome], None] = lambda o: None,
+) -> list[Outcome]:
+    """Run ``workers`` copies of one ``cirbench tune`` command (``argv``, whose ``--storage``
+    they share) at once, on this machine or as one SLURM job array; logs under
+    ``out/tune/logs/``. Each worker runs trials until the budget is used; the last one to find
+    no trial running makes the test runs (:mod:`cirbench.tune`)."""
+    logs = out.resolve() / "tune" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    jobs = [Worker(task, i) for i in range(workers)]
+    argvs = [list(argv) for _ in jobs]
+    if launcher == "local":
+        return run_local(jobs, argvs, logs, workers, report)
+    if launcher == "slurm":
+        options = {"slurm_array_parallelism": workers, **(slurm_options or {})}
+        return run_slurm(jobs, argvs, logs, options, report)
+    raise CirbenchError(f"unknown launcher {launcher!r}: use local or slurm")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cirbench.config import Choice, Domain, FloatRange, IntRange, Overrides, apply_overrides
+from cirbench.engine import EpochReport
 from cirbench.errors import CirbenchError
 from cirbench.results import Split
 from cirbench.runner import RunSpec, train_and_record
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     import optuna
 
 STORAGE_FILE = "optuna.sqlite3"
+#: Trials finished before the median pruner may stop one (Optuna's MedianPruner default).
+PRUNE_STARTUP = 5
 COUNTED = "counted"  # user attribute of a trial that used budget (finished or failed in a run)
 
 
@@ -66,13 +69,31 @@ def load_optuna() -> Any:
 
 
 def storage_url(out: Path, url: str | None = None) -> str:
-    """``url`` (any Optuna RDB URL, e.g. ``postgresql+psycopg2://user@host/db``), else the
-    SQLite file under ``out/tune/`` (the folder is created)."""
+    """``url`` (any Optuna RDB URL, e.g. ``postgresql+psycopg2://user@host/db``, or
+    ``journal:PATH``, made absolute), else the SQLite file under ``out/tune/`` (the folder is
+    created)."""
+    if url and url.startswith(JOURNAL):
+        return JOURNAL + str(Path(url.removeprefix(JOURNAL)).expanduser().resolve())
     if url:
         return url
     folder = out / "tune"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
+
+
+JOURNAL = "journal:"
+
+
+def open_storage(lib: Any, url: str) -> Any:
+    """What ``optuna.create_study(storage=...)`` takes for ``url``: an RDB URL as it is, or for
+    ``journal:PATH`` Optuna's journal storage on that file (a file lock per write, so workers on
+    one shared file system can share it without a database server)."""
+    if not url.startswith(JOURNAL):
+        return url
+    path = Path(url.removeprefix(JOURNAL)).expanduser()
+    if not path.parent.is_dir():
+        raise CirbenchError(f"--storage {url}: folder {path.parent} does not exist")
+    return lib.storages.JournalStorage(lib.storages.journal.JournalFileBackend(str(path)))
 
 
 def safe_url(url: str) -> str:
@@ -111,7 +132,8 @@ class TuneSettings:
     sampler_seed: int = 0
     trial_seed: int = 0
     command: tuple[str, ...] = ()
-    storage: str | None = None  # an Optuna RDB URL; None: SQLite beside the records
+    storage: str | None = None  # an Optuna RDB URL or journal:PATH; None: SQLite beside records
+    prune_every: int = 0  # E > 0: validate every E epochs, Optuna's MedianPruner stops trials
 
     def study_name(self, spec: str) -> str:
         """``task:spec:profile:hash``; the hash covers what defines the search (not the budget,
@@ -122,6 +144,7 @@ class TuneSettings:
             "metric": self.metric,
             "sampler_seed": self.sampler_seed,
             "trial_seed": self.trial_seed,
+            **({"prune_every": self.prune_every} if self.prune_every else {}),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.task.name}:{spec}:{self.profile}:{digest}"
@@ -136,10 +159,11 @@ class Progress:
     trial: int
     done: int  # val: trials of this method that used budget; test: seeds done
     total: int  # val: the budget per method; test: the number of seeds
-    value: float | None  # None: the trial failed
+    value: float | None  # None: the trial failed or was pruned
     best: float | None
     eta_s: float  # seconds left for all methods' trials and the test runs
     phase: str = "val"
+    note: str = ""  # why value is None: "pruned at epoch 3", "failed: ..."
 
 
 @dataclass
@@ -167,6 +191,7 @@ class MethodOutcome:
     best_params: Mapping[str, Any]
     overrides: Overrides
     failed_trials: int
+    pruned_trials: int = 0
     test_records: tuple[Path, ...] = field(default=())
 
 
@@ -194,6 +219,8 @@ def run_once(
     origin: Mapping[str, Any],
     out: Path,
     device: torch.device,
+    eval_every: int = 0,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train ``spec`` with ``overrides`` on ``data`` and write its record; return both."""
     task = settings.task
@@ -202,7 +229,9 @@ def run_once(
     run = RunSpec(
         task, data, spec, seed, cfg, settings.profile, overrides, split=split, origin=origin
     )
-    path = train_and_record(run, out, device, command=settings.command)
+    path = train_and_record(
+        run, out, device, command=settings.command, on_epoch=on_epoch, eval_every=eval_every
+    )
     assert path is not None  # one process: rank 0
     record: dict[str, Any] = json.loads(path.read_text())
     return path, record
@@ -262,11 +291,17 @@ def sampler_seed(settings: TuneSettings) -> int:
 
 def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> optuna.Study:
     """Create or resume the study of ``spec`` (several workers may share it)."""
+    pruner = (
+        lib.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP)
+        if settings.prune_every
+        else lib.pruners.NopPruner()
+    )
     study: optuna.Study = lib.create_study(
-        storage=storage,
+        storage=open_storage(lib, storage),
         study_name=settings.study_name(spec),
         direction=settings.direction,
         sampler=lib.samplers.TPESampler(seed=sampler_seed(settings)),
+        pruner=pruner,
         load_if_exists=True,
     )
     reap(lib, study)
@@ -307,12 +342,13 @@ def tune(
     for spec, study in studies.items():
         while (trial := next_trial(lib, study, settings.trials)) is not None:
             start = time.perf_counter()
-            value = trial_value(settings, val_data, spec, study, trial, storage, out, device)
+            value, note = trial_value(settings, val_data, spec, study, trial, storage, out, device)
             eta = clock.tick(start)
             done = counted(study)
-            complete = [t for t in done if t.value is not None]
+            complete = [t for t in done if t.state == lib.trial.TrialState.COMPLETE]
             best = study.best_value if complete else None
-            report(Progress(spec, trial.number, len(done), settings.trials, value, best, eta))
+            n = len(done)
+            report(Progress(spec, trial.number, n, settings.trials, value, best, eta, note=note))
     running = lib.trial.TrialState.RUNNING
     if any(s.get_trials(deepcopy=False, states=(running,)) for s in studies.values()):
         return []  # other workers still run trials: the last one to finish tests
@@ -332,6 +368,14 @@ def study_facts(settings: TuneSettings, spec: str) -> dict[str, Any]:
     }
 
 
+class TrialPrunedError(Exception):
+    """Raised from the epoch hook to stop a trial the pruner gave up on."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"pruned at epoch {epoch}")
+        self.epoch = epoch
+
+
 def trial_value(
     settings: TuneSettings,
     data: Any,
@@ -341,8 +385,9 @@ def trial_value(
     storage: str,
     out: Path,
     device: torch.device,
-) -> float | None:
-    """Train one trial on the validation split and tell the study; None when it failed."""
+) -> tuple[float | None, str]:
+    """Train one trial on the validation split and tell the study: (value, "") or, when it
+    failed or was pruned (both use budget, as they would for any method), (None, why)."""
     lib = load_optuna()
     values = suggest(trial, settings.spaces[spec])
     overrides = to_overrides(settings.overrides, values)
@@ -352,15 +397,33 @@ def trial_value(
         "storage": safe_url(storage),
         **study_facts(settings, spec),
     }
+    key = f"val_{settings.metric}"
+
+    def prune(report: EpochReport) -> None:
+        """Every E epochs: the validation value so far to the pruner, which may stop the run."""
+        value = report.history[-1].get(key) if report.history else None
+        if value is None:
+            return
+        trial.report(float(value), step=report.epoch)
+        if report.epoch < report.epochs and trial.should_prune():
+            raise TrialPrunedError(report.epoch)
+
+    every = settings.prune_every
     try:
         _, record = run_once(
-            settings, data, spec, settings.trial_seed, overrides, "val", origin, out, device
-        )
+            settings, data, spec, settings.trial_seed, overrides, "val", origin, out, device,
+            eval_every=every, on_epoch=prune if every else None,
+        )  # fmt: skip
+    except TrialPrunedError as exc:
+        trial.set_user_attr(COUNTED, True)
+        trial.set_user_attr("pruned_at_epoch", exc.epoch)
+        study.tell(trial, state=lib.trial.TrialState.PRUNED)
+        return None, str(exc)
     except CirbenchError as exc:
         trial.set_user_attr(COUNTED, True)
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=lib.trial.TrialState.FAIL)
-        return None
+        return None, f"failed: {exc}"
     if settings.metric not in record["metrics"]:
         raise CirbenchError(
             f"tune {settings.task.name}: {spec} does not report {settings.metric!r} (it reports "
@@ -369,7 +432,7 @@ def trial_value(
     value = float(record["metrics"][settings.metric])
     trial.set_user_attr(COUNTED, True)
     study.tell(trial, value)
-    return value
+    return value, ""
 
 
 def test_best(
@@ -385,13 +448,14 @@ def test_best(
 ) -> MethodOutcome:
     """The best trial of ``spec`` trained and evaluated on the test split, one record per seed."""
     done = counted(study)
-    complete = [t for t in done if t.value is not None]
+    complete = [t for t in done if t.state == load_optuna().trial.TrialState.COMPLETE]
     if not complete:
         raise CirbenchError(
             f"tune {settings.task.name} {spec}: all {len(done)} trials failed (first reason: "
             f"{done[0].user_attrs.get('error', 'unknown') if done else 'none ran'})"
         )
     best = study.best_trial
+    pruned = [t for t in done if t.state == load_optuna().trial.TrialState.PRUNED]
     overrides = to_overrides(settings.overrides, best.params)
     origin = {
         "study": study.study_name,
@@ -400,6 +464,7 @@ def test_best(
         **study_facts(settings, spec),
         "val_value": best.value,
         "trials": len(done),
+        "pruned": len(pruned),
     }
     paths = []
     for seed in settings.seeds:
@@ -418,7 +483,8 @@ def test_best(
         best.value,
         dict(best.params),
         overrides,
-        len(done) - len(complete),
+        len(done) - len(complete) - len(pruned),
+        len(pruned),
         tuple(paths),
     )
 
@@ -431,6 +497,7 @@ def describe(outcomes: Sequence[MethodOutcome]) -> list[dict[str, Any]]:
             "best trial": o.best_trial,
             "val value": round(o.best_value, 4),
             "failed": o.failed_trials,
+            "pruned": o.pruned_trials,
             "best config": str(o.overrides) or "(defaults)",
             "study": o.study,
         }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cirbench.cli import main
 from cirbench.sweep import Cell, expand, run_sweep
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-up.sh"
@@ -41,3 +42,26 @@ def test_sweep_on_slurm_writes_records_and_reports_failures(slurm_cluster, tmp_p
     assert sorted(r["method"] for r in records) == ["ce", "cir+triplet"]
     again = run_sweep(cells, tmp_path, launcher="slurm", slurm_options=options)
     assert [o.status for o in again] == ["skipped", "skipped"]
+
+
+@pytest.mark.slurm
+def test_tune_workers_as_a_slurm_job_array_share_one_budget(slurm_cluster, tmp_path: Path) -> None:
+    """`cirbench tune --workers 2 --launcher slurm`: two array tasks share a journal-file study;
+    exactly the budget of trials runs, each once, and the best is re-run on test."""
+    optuna = pytest.importorskip("optuna")
+    out, journal = tmp_path / "out", tmp_path / "study.journal"
+    argv = ["tune", "digits", "--method", "ce", "--profile", "smoke", "--seeds", "0"]
+    argv += ["--trials", "3", "--storage", f"journal:{journal}", "--out", str(out)]
+    slurm = ["--launcher", "slurm", "--partition", "debug", "--time", "10", "--cpus-per-job", "1"]
+    assert main([*argv, "--workers", "2", *slurm]) == 0
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    used = [t for t in study.trials if t.user_attrs.get("counted")]
+    records = [json.loads(p.read_text()) for p in (out / "runs" / "digits").glob("*.json")]
+    val = sorted(r["origin"]["trial"] for r in records if r["split"] == "val")
+    assert len(used) == 3 and val == sorted(t.number for t in used)
+    test = [r for r in records if r["split"] == "test"]
+    assert len(test) == 1 and test[0]["origin"]["trial"] == study.best_trial.number

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from cirbench.cli import main
+from cirbench.config import FloatRange, Overrides
 
 optuna = pytest.importorskip("optuna")
 
@@ -86,3 +88,77 @@ def test_a_metric_one_method_lacks_stops_with_one_line(tmp_path: Path, capsys) -
     assert main([*args, "--metric", "top1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "triplet does not report 'top1'" in err and "give a --metric" in err
+
+
+def test_more_workers_need_a_shared_storage(capsys) -> None:
+    assert main(["tune", "digits", "--trials", "2", "--workers", "2"]) == 2
+    assert "give --storage journal:PATH" in capsys.readouterr().err
+    assert main(["tune", "digits", "--trials", "2", "--prune", "-1"]) == 2
+    assert "--prune -1: give E >= 1" in capsys.readouterr().err
+
+
+def test_prune_reports_every_epoch_on_the_validation_split(tmp_path: Path) -> None:
+    """--prune E: each trial reports its validation value every E epochs to the study (the
+    pruner's input); the record keeps the same curve as eval_history."""
+    out = tmp_path / "out"
+    args = ["--method", "ce", "--profile", "smoke", "--seeds", "0", "--trials", "2"]
+    assert main(["tune", "digits", *args, "--prune", "1", "--out", str(out)]) == 0
+    url = f"sqlite:///{(out / 'tune' / 'optuna.sqlite3').resolve()}"
+    (summary,) = optuna.get_all_study_summaries(url)
+    study = optuna.load_study(study_name=summary.study_name, storage=url)
+    val = {r["origin"]["trial"]: r for r in records(out) if r["split"] == "val"}
+    for trial in study.trials:
+        curve = {e["epoch"]: e["top1"] for e in val[trial.number]["eval_history"]}
+        assert trial.intermediate_values == curve and sorted(curve) == [1, 2]
+        assert trial.value == val[trial.number]["metrics"]["top1"]
+
+
+def test_a_pruned_trial_uses_budget_and_writes_no_record(tmp_path: Path) -> None:
+    from cirbench.tasks import TASKS
+    from cirbench.tune import COUNTED, TuneSettings, trial_value
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            return True
+
+    task = TASKS.get("digits")()
+    cfg = task.profile("smoke")
+    data = task.validation(task.load(tmp_path), cfg)
+    space = {"train.lr": FloatRange(1e-3, 1e-2, log=True)}
+    settings = TuneSettings(
+        task, "smoke", Overrides(), {"ce": space}, 1, "top1", "maximize", (0,), prune_every=1
+    )
+    study = optuna.create_study(direction="maximize", pruner=Always())
+    trial = study.ask()
+    cpu = torch.device("cpu")
+    value, note = trial_value(settings, data, "ce", study, trial, "sqlite://", tmp_path, cpu)
+    assert (value, note) == (None, "pruned at epoch 1")
+    (frozen,) = study.trials
+    assert frozen.state == optuna.trial.TrialState.PRUNED and frozen.user_attrs[COUNTED]
+    assert list(frozen.intermediate_values) == [1]
+    assert not list(tmp_path.glob("runs/digits/*.json"))
+
+
+def test_journal_storage_and_two_local_workers_share_one_budget(tmp_path: Path) -> None:
+    """Two worker processes on a journal file: exactly the budget of trials, each trial once
+    (distinct numbers, one record each), the best re-run on test."""
+    out = tmp_path / "out"
+    journal = tmp_path / "study.journal"
+    args = ["--method", "ce", "--profile", "smoke", "--seeds", "0", "--trials", "3"]
+    argv = ["tune", "digits", *args, "--storage", f"journal:{journal}", "--out", str(out)]
+    assert main([*argv, "--workers", "2"]) == 0
+    assert sorted((out / "tune" / "logs").glob("digits__tune__worker*.log"))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    used = [t for t in study.trials if t.user_attrs.get("counted")]
+    assert len(used) == 3
+    val = [r for r in records(out) if r["split"] == "val"]
+    assert sorted(r["origin"]["trial"] for r in val) == sorted(t.number for t in used)
+    test = [r for r in records(out) if r["split"] == "test"]
+    assert len(test) == 1 and test[0]["origin"]["trial"] == study.best_trial.number
+    # the same command again (one worker) resumes the study: nothing new runs
+    assert main(argv) == 0
+    assert len([r for r in records(out) if r["split"] == "val"]) == 3

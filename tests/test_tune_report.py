@@ -82,7 +82,7 @@ def test_table_numbers_match_scipy_on_the_records(folder: Path) -> None:
     pair = next(line for line in lines if line.startswith("| `ce` | `cir+ce` |"))
     assert pair.endswith(f" | {shown(p_pair)} |"), (pair, p_pair)
     csv = tuned_csv(studies).splitlines()
-    assert csv[0].startswith("task,method,metric,trials,budget") and len(csv) == 3
+    assert csv[0].startswith("task,method,metric,trials,pruned,budget") and len(csv) == 3
 
 
 def test_report_writes_section_tables_and_optuna_plots(folder: Path) -> None:

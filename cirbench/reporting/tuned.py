@@ -23,6 +23,8 @@ What the section shows, per task:
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import math
 import warnings
@@ -92,6 +94,7 @@ class StudyResult:
     best_params: Mapping[str, Any]
     tuned: Arm
     default: Arm
+    pruned: int = 0  # trials the pruner stopped (they used budget, wrote no record)
 
     @property
     def best_val(self) -> float | None:
@@ -203,6 +206,7 @@ def _study(
         best_params=best_params,
         tuned=tuned,
         default=default,
+        pruned=int(tests[0]["origin"].get("pruned", 0)) if tests else 0,
     )
 
 
@@ -265,7 +269,7 @@ def method_rows(studies: Sequence[StudyResult], style: Style) -> list[list[str]]
         rows.append(
             [
                 style.code(s.method),
-                f"{len(s.trials)}/{s.budget}",
+                f"{len(s.trials)}/{s.budget}" + (f" +{s.pruned} pruned" if s.pruned else ""),
                 style.dash if val is None else f"{100 * val:.2f}",
                 f"{_pct(s.tuned, style)} ({s.tuned.n})",
                 f"{_pct(s.default, style)} ({s.default.n})" if s.default.n else style.dash,
@@ -353,36 +357,31 @@ def tuned_latex(task: str, studies: Sequence[StudyResult]) -> str:
     )
 
 
+CSV_HEADER = (
+    "task", "method", "metric", "trials", "pruned", "budget", "best_trial", "best_val",
+    "tuned_mean", "tuned_std", "tuned_n", "default_mean", "default_std", "default_n",
+    "welch_p", "best_config",
+)  # fmt: skip
+
+
+def _csv_cell(value: object) -> object:
+    return "" if value is None else repr(value) if isinstance(value, float) else value
+
+
 def tuned_csv(studies: Sequence[StudyResult]) -> str:
-    lines = [
-        "task,method,metric,trials,budget,best_trial,best_val,tuned_mean,tuned_std,tuned_n,"
-        "default_mean,default_std,default_n,welch_p,best_config"
-    ]
+    """One row per study, fractions as recorded (not percent), empty cells for unknowns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
     for s in studies:
         cells = [
-            s.task,
-            s.method,
-            s.metric,
-            len(s.trials),
-            s.budget,
-            s.best_trial,
-            s.best_val,
-            s.tuned.mean(),
-            s.tuned.std(),
-            s.tuned.n,
-            s.default.mean(),
-            s.default.std(),
-            s.default.n,
-            welch(s.tuned, s.default),
+            s.task, s.method, s.metric, len(s.trials), s.pruned, s.budget, s.best_trial,
+            s.best_val, s.tuned.mean(), s.tuned.std(), s.tuned.n, s.default.mean(),
+            s.default.std(), s.default.n, welch(s.tuned, s.default),
             " ".join(f"{k}={_text(v)}" for k, v in s.best_params.items()),
-        ]
-        lines.append(",".join("" if c is None else _csv(c) for c in cells))
-    return "\n".join(lines) + "\n"
-
-
-def _csv(value: object) -> str:
-    text = repr(value) if isinstance(value, float) else str(value)
-    return f'"{text}"' if "," in text or " " in text else text
+        ]  # fmt: skip
+        writer.writerow([_csv_cell(c) for c in cells])
+    return buffer.getvalue()
 
 
 # --- plots ------------------------------------------------------------------------------------
