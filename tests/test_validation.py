@@ -95,6 +95,29 @@ def test_cifar_validation_is_a_stratified_slice_of_train() -> None:
     assert val.mean != data.mean  # recomputed on the remaining training images
 
 
+def test_fashion_mnist_validation_is_a_stratified_slice_of_train() -> None:
+    from cirbench.tasks.fashion_mnist import CLASSES, FashionConfig, FashionData
+
+    labels = torch.arange(100) % len(CLASSES)
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 28, 28)
+    poison = torch.full((10, 1, 28, 28), POISON, dtype=torch.uint8)
+    data = FashionData(
+        train=(images.clone(), labels),
+        test=(poison, labels[:10]),
+        num_classes=len(CLASSES),
+        fingerprint="fp",
+        mean=(0.0,),
+        std=(1.0,),
+    )
+    task = TASKS.get("fashion-mnist")()
+    val = task.validation(data, FashionConfig(epochs=1, batch_size=8, lr=0.1))
+    ids_train = set(val.train[0][:, 0, 0, 0].tolist())
+    ids_val = set(val.test[0][:, 0, 0, 0].tolist())
+    assert not ids_train & ids_val and len(ids_train | ids_val) == 100 and POISON not in ids_val
+    assert torch.bincount(val.test[1]).tolist() == [2] * len(CLASSES)
+    assert val.mean != data.mean and val.fingerprint != data.fingerprint
+
+
 def test_omniglot_validation_characters_are_training_characters_not_trained_on() -> None:
     labels = np.repeat(np.arange(20), 3)
     images = torch.from_numpy(np.repeat(np.arange(20, dtype=np.uint8), 3)).view(60, 1, 1, 1)

@@ -56,6 +56,7 @@ from torch import Tensor
 from cirbench.data.catalog import require_dataset
 from cirbench.data.cifar import channel_stats, shuffled_batches
 from cirbench.data.fingerprint import data_fingerprint
+from cirbench.data.holdout import stratified_holdout
 from cirbench.data.idx import read_pair
 from cirbench.engine import Evaluation, TrainConfig
 from cirbench.eval.distances import cosine_distance
@@ -63,7 +64,7 @@ from cirbench.eval.retrieval import retrieval_metrics
 from cirbench.methods.base import FEATURES, LOGITS
 from cirbench.models import EmbeddingNet
 from cirbench.models.cifar_resnet import CifarResNet
-from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData
+from cirbench.tasks.base import TASKS, EvalContext, Task, TaskData, val_fingerprint
 
 CLASSES = (
     "T-shirt/top",
@@ -185,6 +186,21 @@ class FashionMnist(Task[FashionConfig, FashionData]):
             test=test,
             num_classes=len(CLASSES),
             fingerprint=data_fingerprint("fashion-mnist", [t.numpy() for t in (*train, *test)]),
+            mean=mean,
+            std=std,
+        )
+
+    def validation(self, data: FashionData, cfg: FashionConfig) -> FashionData:
+        """A stratified 20% of the 60,000 training images (seed 0) as the test part (the test
+        split is dropped); the channel statistics are recomputed on the images that remain."""
+        images, labels = data.train
+        kept, held = (torch.from_numpy(i) for i in stratified_holdout(labels.numpy()))
+        mean, std = channel_stats(images[kept])
+        return FashionData(
+            train=(images[kept], labels[kept]),
+            test=(images[held], labels[held]),
+            num_classes=data.num_classes,
+            fingerprint=val_fingerprint(data.fingerprint),
             mean=mean,
             std=std,
         )
