@@ -282,11 +282,14 @@ def within_budget(lib: Any, study: optuna.Study, number: int, budget: int) -> bo
     return len(before) < budget
 
 
-def sampler_seed(settings: TuneSettings) -> int:
+def sampler_seed(settings: TuneSettings, existing: int = 0) -> int:
     """The TPE seed: ``--sampler-seed`` on the default SQLite storage (one worker: the same
-    sequence of trials every time); with ``--storage`` it is offset by this process id, since
-    workers seeded alike would propose the same values (their sequence is not reproducible)."""
-    return settings.sampler_seed + (os.getpid() if settings.storage else 0)
+    sequence of trials every time), offset by the ``existing`` trials of a resumed study (a
+    resumed sampler seeded as the first one would propose the first trials' values again: its
+    first ``n_startup_trials`` are random draws from the seed); with ``--storage`` also offset by
+    this process id, since workers seeded alike would propose the same values (their sequence
+    is not reproducible)."""
+    return settings.sampler_seed + existing + (os.getpid() if settings.storage else 0)
 
 
 def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> optuna.Study:
@@ -304,6 +307,9 @@ def open_study(lib: Any, settings: TuneSettings, spec: str, storage: str) -> opt
         pruner=pruner,
         load_if_exists=True,
     )
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:  # resumed: a sampler seeded for this state, not the first one's draws again
+        study.sampler = lib.samplers.TPESampler(seed=sampler_seed(settings, existing))
     reap(lib, study)
     return study
 

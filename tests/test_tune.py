@@ -162,3 +162,15 @@ def test_journal_storage_and_two_local_workers_share_one_budget(tmp_path: Path) 
     # the same command again (one worker) resumes the study: nothing new runs
     assert main(argv) == 0
     assert len([r for r in records(out) if r["split"] == "val"]) == 3
+
+
+def test_extending_a_study_draws_new_configurations(tmp_path: Path) -> None:
+    """A resumed study (a larger --trials) must not re-propose the first trials' values: a
+    sampler seeded as the first run's would repeat its random start-up draws."""
+    out = tmp_path / "out"
+    args = ["tune", "digits", "--method", "ce", "--profile", "smoke", "--seeds", "0"]
+    assert main([*args, "--trials", "2", "--out", str(out)]) == 0
+    assert main([*args, "--trials", "4", "--out", str(out)]) == 0
+    (ce,) = trials_of(out).values()
+    assert [n for n, _ in ce] == [0, 1, 2, 3]
+    assert len({tuple(o) for _, o in ce}) == 4, ce
