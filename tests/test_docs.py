@@ -12,6 +12,7 @@ MODULES = [
     "cirbench.data.fingerprint",
     "cirbench.eval.reid",
     "cirbench.methods.base",
+    "cirbench.reporting.render",
     "cirbench.space",
     "cirbench.tasks.base",
 ]

@@ -172,13 +172,17 @@ def test_latex_golden_and_structure(table: TaskTable) -> None:
     check_golden("report_digits.tex", tex)
     # three metrics of three columns: split into tabulars of two and one metric, never shrunk
     assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
-    assert r"\begin{tabular}{lr" + "rrr" * 2 + "}" in tex and r"\begin{tabular}{lrrrr}" in tex
+    # decimal-aligned siunitx columns sized to their numbers: ours (mean ± std, room for the
+    # significance mark), reported, difference (explicit sign)
+    ours = "S[table-format=2.2(3), table-space-text-post={$^{*}$}]"
+    assert rf"\begin{{tabular}}{{lr{ours}S[table-format=2.2]S[table-format=+1.2]" in tex
+    assert tex.count(r"\begin{tabular}{lrS[") == 2
     for block, metrics in zip(tex.split(r"\midrule")[1:], (2, 1), strict=True):
         body = block.split(r"\bottomrule")[0]
         assert all(line.count("&") == 2 + 3 * metrics - 1 for line in body.strip().splitlines())
     assert r"\scriptsize" not in tex
-    assert r"\textbf{98.50 $\pm$ 0.50}$^{*}$" in tex
-    assert "n/a$^{1}$" in tex and "n/a$^{2}$" in tex
+    assert r"\bfseries 98.50 \pm 0.50{$^{*}$}" in tex and "& +1.00 &" in tex
+    assert "{n/a$^{1}$}" in tex and "{n/a$^{2}$}" in tex and "{--}" in tex
 
 
 @pytest.mark.parametrize(
@@ -190,13 +194,21 @@ def test_latex_golden_and_structure(table: TaskTable) -> None:
     ids=lambda p: p.name,
 )
 def test_latex_tables_compile(tmp_path: Path, tex: Path) -> None:
-    if shutil.which("pdflatex") is None:
+    missing = (
+        shutil.which("pdflatex") is None
+        or not subprocess.run(
+            ["kpsewhich", "siunitx.sty"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    )
+    if missing:
         pytest.skip(
-            "pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+            "pdflatex or siunitx not installed (apt-get install texlive-latex-base "
+            "texlive-latex-recommended texlive-science)"
         )
     doc = tmp_path / "doc.tex"
     doc.write_text(
-        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{siunitx}\n"
+        "\\usepackage{graphicx}\n"
         f"\\begin{{document}}\n\\input{{{tex}}}\n\\end{{document}}\n"
     )
     done = subprocess.run(

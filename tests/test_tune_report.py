@@ -95,7 +95,7 @@ def test_report_writes_section_tables_and_optuna_plots(folder: Path) -> None:
     for suffix in ("md", "tex", "csv"):
         assert (out / "tables" / f"digits_tuned.{suffix}").stat().st_size > 100
     tex = (out / "tables" / "digits_tuned.tex").read_text()
-    assert r"\begin{tabular}{lrrrrrr}" in tex and r"\begin{tabular}{llrr}" in tex
+    assert r"\begin{tabular}{lrS[table-format=" in tex and r"\begin{tabular}{llS[" in tex
     assert (out / "plots" / "digits_tuned_history.png").stat().st_size > 1000
     # importance needs two searched dimensions: cir+ce has five, ce only train.lr
     assert (out / "plots" / "digits_tuned_importance_cir_ce.pdf").is_file()

@@ -4,8 +4,8 @@ LaTeX table (the report's and ``cirbench table --format latex``) comes from :fun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pandas as pd
@@ -44,6 +44,8 @@ class Style:
     code: Callable[[str], str]  # a method spec or component key
     text: Callable[[str], str]  # plain text, escaped as the format needs
     signed: Callable[[float], str]  # a difference in points, with its sign
+    post: Callable[[str], str] = lambda t: t  # text after a number (marks, "(n=2)")
+    word: Callable[[str], str] = lambda t: t  # a cell that is text, not a number ("n/a")
 
 
 _LATEX_SPECIAL = {
@@ -58,12 +60,18 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
     VERSIONS_MARK: r"\textsuperscript{\dag}",
 }
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _braced(text: str) -> str:
+    return f"{{{text}}}" if text else ""
 
 
 MARKDOWN = Style(
@@ -89,6 +97,17 @@ LATEX = Style(
     code=lambda t: rf"\texttt{{{latex_escape(t)}}}",
     text=latex_escape,
     signed=lambda d: f"${d:+.2f}$",
+)
+#: LaTeX cells of siunitx ``S`` columns (decimal-aligned): numbers as siunitx parses them
+#: (``98.50 \pm 0.50``, ``+0.35``, ``\bfseries``), everything else braced as text.
+SI = replace(
+    LATEX,
+    pm=r" \pm ",
+    dash="{--}",
+    bold=lambda t: rf"\bfseries {t}",
+    signed=lambda d: f"{d:+.2f}",
+    post=_braced,
+    word=_braced,
 )
 
 
@@ -121,31 +140,33 @@ def format_table(df: pd.DataFrame, fmt: Format = "md", order: Sequence[str] = ()
     if fmt == "csv":
         flat = summary.drop(columns=["profile", "overrides", "commits"]).assign(method=labels)
         return str(flat.to_csv(index=False))
-    style = MARKDOWN if fmt == "md" else LATEX
+    style = MARKDOWN if fmt == "md" else SI
     spread = {m: not (task and metric_info(task, m).interval) for m in metrics}  # a width: mean
+    counts = [int(n) for n in summary["n"]]
+    # (mean, std or None) in percent per row and metric; the std only with 2 or more seeds
+    values = [
+        [
+            (percent(r[f"{m}_mean"]), percent(r[f"{m}_std"]) if spread[m] and n > 1 else None)
+            for m in metrics
+        ]
+        for n, (_, r) in zip(counts, summary.iterrows(), strict=True)
+    ]
     rows = [
         [
-            style.code(label) if style is LATEX else label,
-            str(int(r["n"])),
-            *(
-                mean_std_text(
-                    percent(r[f"{m}_mean"]),
-                    percent(r[f"{m}_std"]) if spread[m] else None,
-                    int(r["n"]),
-                    style,
-                )
-                for m in metrics
-            ),
+            LATEX.code(label) if style is SI else label,
+            str(n),
+            *(mean_std_text(mean, std, n, style) for mean, std in row),
         ]
-        for label, (_, r) in zip(labels, summary.iterrows(), strict=True)
+        for label, n, row in zip(labels, counts, values, strict=True)
     ]
     note = ""
     if any(VERSIONS_MARK in label for label in labels):
         note = style.text(f"\n\n{VERSIONS_MARK}k: the row averages records of k code versions.")
-    if style is LATEX:
-        heads = ["method", "$n$", *(rf"{latex_escape(m)} (\%)" for m in metrics)]
-        body = latex_tabular([" & ".join(heads) + r" \\"], rows, numeric=len(metrics) + 1)
-        return body + note
+    if style is SI:
+        heads = ["method", "$n$", *(rf"{{{latex_escape(m)} (\%)}}" for m in metrics)]
+        columns = ["r", *(si_column([row[i] for row in values]) for i in range(len(metrics)))]
+        body = latex_tabular([" & ".join(heads) + r" \\"], rows, columns)
+        return "{" + SISETUP + "\n" + body + "}" + note
     heads = ["method", "n", *(f"{m} (%)" for m in metrics)]
     return str(tabulate(rows, headers=heads, tablefmt="github", disable_numparse=True)) + note
 
@@ -161,17 +182,14 @@ def ours_text(cell: Cell, row_n: int, style: Style, interval: bool = False) -> s
         return text
     if cell.best:
         text = style.bold(text)
-    if cell.n != row_n:
-        text += f" (n={cell.n})"
-    if cell.significant:
-        text += style.star
-    return text
+    post = f" (n={cell.n})" if cell.n != row_n else ""
+    return text + style.post(post + (style.star if cell.significant else ""))
 
 
 def reported_text(cell: Cell, style: Style) -> str:
     entry = cell.reported
     if entry is None or entry.value is None:
-        return "n/a" + style.na_marks[cell.na_reason or NA_UNREPORTED]
+        return style.word("n/a" + style.na_marks[cell.na_reason or NA_UNREPORTED])
     text = f"{entry.value:.2f}"
     return text + (f"{style.pm}{entry.ci95:.2f}" if entry.ci95 is not None else "")
 
@@ -278,16 +296,61 @@ def markdown_table(table: TaskTable) -> str:
 
 
 def latex_tabular(
-    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: int, labels: int = 1
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric: int | Sequence[str],
+    labels: int = 1,
 ) -> str:
     """The one LaTeX table body of cirbench: a booktabs ``tabular`` with ``labels``
-    left-aligned label columns and ``numeric`` right-aligned columns. ``header`` holds whole
-    LaTeX lines; cells are LaTeX already (see :data:`LATEX`)."""
-    spec = "l" * labels + "r" * numeric
+    left-aligned label columns, then ``numeric`` right-aligned columns or the given column
+    specs (e.g. :func:`si_column`'s). ``header`` holds whole LaTeX lines; cells are LaTeX
+    already (see :data:`LATEX`, :data:`SI`)."""
+    columns = "r" * numeric if isinstance(numeric, int) else "".join(numeric)
+    spec = "l" * labels + columns
     lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", *header, r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+#: What every cirbench table with ``S`` columns sets (inside its float or group): ``98.50 \pm
+#: 0.50`` printed as ``98.50 ± 0.50`` (aligned on the mean's decimal point; the spread follows
+#: it at its natural width), an explicit ``+`` kept, ``\bfseries`` honoured.
+SISETUP = (
+    r"\sisetup{separate-uncertainty, table-align-uncertainty=false, retain-explicit-plus, "
+    r"reset-text-series=false, text-series-to-math=true}"
+)
+
+
+def si_column(
+    numbers: Iterable[tuple[float | None, float | None]],
+    posts: Iterable[str] = (),
+    signed: bool = False,
+) -> str:
+    """A siunitx ``S`` column that fits ``numbers`` (value, uncertainty or None; both printed
+    with two decimals) on the decimal point, with room for the longest text after a number
+    (``posts``: marks such as ``$^{*}$``). ``signed``: values carry an explicit sign.
+
+    >>> si_column([(98.5, 0.5), (9.14, 11.05), (None, None)], ["$^{*}$"])
+    'S[table-format=2.2(4), table-space-text-post={$^{*}$}]'
+    >>> si_column([(-1.5, None), (0.25, None)], signed=True)
+    'S[table-format=+1.2]'
+    """
+    digits, uncertainty, negative = 1, 0, False
+    for value, unc in numbers:
+        if value is None:
+            continue
+        text = f"{value:.2f}"
+        negative |= text.startswith("-")
+        digits = max(digits, len(text.lstrip("+-").split(".")[0]))
+        if unc is not None:
+            uncertainty = max(uncertainty, len(f"{unc:.2f}".replace(".", "").lstrip("0")) or 1)
+    sign = "+" if signed else "-" if negative else ""
+    options = [f"table-format={sign}{digits}.2" + (f"({uncertainty})" if uncertainty else "")]
+    longest = max(posts, key=len, default="")
+    if longest:
+        options.append(f"table-space-text-post={{{longest}}}")
+    return f"S[{', '.join(options)}]"
 
 
 #: Numeric columns per LaTeX tabular: wider tables are split by metric groups, never shrunk.
@@ -312,10 +375,30 @@ def metric_groups(table: TaskTable) -> list[list[str]]:
     return groups
 
 
+def _post(cell: Cell, row_n: int) -> str:
+    """The text after ours in a cell (as :func:`ours_text` writes it), for the column width."""
+    return (f" (n={cell.n})" if cell.n != row_n else "") + (LATEX.star if cell.significant else "")
+
+
+def _si_columns(table: TaskTable, metric: str) -> list[str]:
+    """The ``S`` columns of one metric: ours (mean ± std), reported (± its CI), difference."""
+    cells = [(r.cells[metric], r.n) for r in table.rows]
+    interval = table.is_interval(metric)
+    ours = si_column(
+        [(c.mean, None if interval or c.n < 2 else c.std) for c, _ in cells],
+        [_post(c, n) for c, n in cells if c.mean is not None],
+    )
+    if interval:
+        return [ours]
+    entries = [c.reported for c, _ in cells if c.reported is not None]
+    reported = si_column([(e.value, e.ci95) for e in entries])
+    return [ours, reported, si_column([(c.diff, None) for c, _ in cells], signed=True)]
+
+
 def _latex_block(table: TaskTable, metrics: Sequence[str]) -> str:
     parts = [_parts(table, m) for m in metrics]
     starts = [3 + sum(parts[:i]) for i in range(len(parts))]
-    names = ["ours", "rep.", "$\\Delta$"]
+    names = ["{ours}", "{rep.}", "{$\\Delta$}"]
     groups = (
         rf"\multicolumn{{{k}}}{{c}}{{{latex_escape(m)}}}"
         for m, k in zip(metrics, parts, strict=True)
@@ -329,27 +412,30 @@ def _latex_block(table: TaskTable, metrics: Sequence[str]) -> str:
     for r in table.rows:
         cells = [LATEX.code(r.label), str(r.n)]
         for m in metrics:
-            cells += _cells(table, r.cells[m], m, r.n, LATEX)
+            cells += _cells(table, r.cells[m], m, r.n, SI)
         rows.append(cells)
-    return latex_tabular(header, rows, numeric=1 + sum(parts))
+    columns = ["r", *(c for m in metrics for c in _si_columns(table, m))]
+    return latex_tabular(header, rows, columns)
 
 
-_FIT_WIDTH = r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"
+FIT_WIDTH = r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"
 
 
 def latex_table(table: TaskTable) -> str:
     """A ``table`` float of booktabs ``tabular``s, one per group of metrics (a wide table is
-    split, not shrunk); needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (a
+    split, not shrunk), numbers aligned on the decimal point by siunitx ``S`` columns; needs
+    ``\\usepackage{booktabs}``, ``\\usepackage{siunitx}`` and ``\\usepackage{graphicx}`` (a
     tabular still wider than the line, e.g. with long method names, is scaled to fit it)."""
     blocks = []
     for metrics in metric_groups(table):
-        blocks += [r"\sbox0{%", _latex_block(table, metrics) + "}", _FIT_WIDTH, r"\par\medskip"]
+        blocks += [r"\sbox0{%", _latex_block(table, metrics) + "}", FIT_WIDTH, r"\par\medskip"]
     lines = [
         f"% Generated by `cirbench report` from result records; do not edit. Task: {table.task}",
-        r"% Needs \usepackage{booktabs} and \usepackage{graphicx}",
+        r"% Needs \usepackage{booktabs}, \usepackage{siunitx} and \usepackage{graphicx}",
         r"\begin{table}[htbp]",
         r"\centering",
         r"\small",
+        SISETUP,
         rf"\caption{{{latex_escape(table.task)}: ours vs reported (\%)}}",
         rf"\label{{tab:{table.task}}}",
         *blocks,

@@ -42,7 +42,16 @@ from scipy import stats
 from cirbench.config import Choice, Domain, FloatRange, Overrides
 from cirbench.errors import CirbenchError
 from cirbench.reporting.plots import metric_label, save
-from cirbench.reporting.render import LATEX, MARKDOWN, Style, latex_tabular
+from cirbench.reporting.render import (
+    FIT_WIDTH,
+    LATEX,
+    MARKDOWN,
+    SI,
+    SISETUP,
+    Style,
+    latex_tabular,
+    si_column,
+)
 from cirbench.reporting.tables import ALPHA
 from cirbench.results import load_record
 from cirbench.space import space_from_json
@@ -243,7 +252,7 @@ def _pct(arm: Arm, style: Style) -> str:
 def _p(p: float | None, style: Style) -> str:
     if p is None:
         return style.dash
-    text = f"{p:.3f}" if p >= 0.001 else "<0.001"
+    text = f"{p:.3f}" if p >= 0.001 else style.text("<0.001")
     return text + (style.star if p < ALPHA else "")
 
 
@@ -271,8 +280,10 @@ def method_rows(studies: Sequence[StudyResult], style: Style) -> list[list[str]]
                 style.code(s.method),
                 f"{len(s.trials)}/{s.budget}" + (f" +{s.pruned} pruned" if s.pruned else ""),
                 style.dash if val is None else f"{100 * val:.2f}",
-                f"{_pct(s.tuned, style)} ({s.tuned.n})",
-                f"{_pct(s.default, style)} ({s.default.n})" if s.default.n else style.dash,
+                _pct(s.tuned, style) + style.post(f" ({s.tuned.n})"),
+                _pct(s.default, style) + style.post(f" ({s.default.n})")
+                if s.default.n
+                else style.dash,
                 _diff(s.tuned, s.default, style),
                 _p(welch(s.tuned, s.default), style),
             ]
@@ -335,21 +346,65 @@ def tuned_markdown(task: str, studies: Sequence[StudyResult]) -> str:
     )
 
 
-def tuned_latex(task: str, studies: Sequence[StudyResult]) -> str:
-    """Two booktabs tables (methods, pairs) and the best configurations, as one LaTeX file."""
+def _method_columns(studies: Sequence[StudyResult]) -> list[str]:
+    """Trials (text), best val, tuned, default, difference (siunitx ``S``), p (text)."""
+    best = [(None if s.best_val is None else 100 * s.best_val, None) for s in studies]
 
-    def head(cells: Sequence[str]) -> list[str]:
-        return [" & ".join(LATEX.text(c) for c in cells).replace("Δ", LATEX.delta) + r" \\"]
+    def arm(a: Arm) -> tuple[float | None, float | None]:
+        mean, std = a.mean(), a.std()
+        return (None if mean is None else 100 * mean, None if std is None else 100 * std)
+
+    posts = [f" ({a.n})" for s in studies for a in (s.tuned, s.default)]
+    diffs = []
+    for s in studies:
+        t, d = s.tuned.mean(), s.default.mean()
+        diffs.append((None if t is None or d is None else 100 * (t - d), None))
+    return [
+        "r",
+        si_column(best),
+        si_column([arm(s.tuned) for s in studies], posts),
+        si_column([arm(s.default) for s in studies], posts),
+        si_column(diffs, signed=True),
+        "r",
+    ]
+
+
+def _fitted(body: str) -> list[str]:
+    """A tabular scaled down to the line width only when it is wider (never up)."""
+    return [r"\sbox0{%", body + "}", r"\noindent" + FIT_WIDTH, r"\par\medskip"]
+
+
+def tuned_latex(task: str, studies: Sequence[StudyResult]) -> str:
+    """Two booktabs tables (methods, pairs; numbers decimal-aligned by siunitx) and the best
+    configurations, as one LaTeX file; needs booktabs, siunitx and graphicx."""
+
+    def head(cells: Sequence[str], numeric: Sequence[int]) -> list[str]:
+        texts = [LATEX.text(c).replace("Δ", LATEX.delta) for c in cells]
+        texts = [f"{{{t}}}" if i in numeric else t for i, t in enumerate(texts)]
+        return [" & ".join(texts) + r" \\"]
 
     configs = [rf"\item \texttt{{{LATEX.text(s.method)}}}: {_config(s, LATEX)}" for s in studies]
+    methods = latex_tabular(
+        head(METHOD_HEADER, (2, 3, 4, 5)), method_rows(studies, SI), _method_columns(studies)
+    )
+    diffs = [(100 * (a.tuned.mean() or 0.0) - 100 * (b.tuned.mean() or 0.0), None)
+             for a, b in itertools.combinations(studies, 2)]  # fmt: skip
+    pairs = latex_tabular(
+        head(PAIR_HEADER, (2,)),
+        pair_rows(studies, SI),
+        [si_column(diffs, signed=True), "r"],
+        labels=2,
+    )
     return "\n".join(
         [
             f"% {LATEX.text(_caption(task, studies))}",
-            latex_tabular(head(METHOD_HEADER), method_rows(studies, LATEX), 6),
-            "",
-            latex_tabular(head(PAIR_HEADER), pair_rows(studies, LATEX), 2, labels=2),
-            "",
-            r"\begin{itemize}",
+            r"% Needs \usepackage{booktabs}, \usepackage{siunitx} and \usepackage{graphicx}",
+            r"{\small",
+            SISETUP,
+            *_fitted(methods),
+            *_fitted(pairs),
+            r"}",
+            r"\begin{itemize}\raggedright",
             *configs,
             r"\end{itemize}",
             "",
