@@ -8,6 +8,7 @@ Modules, in the order data flows (each imports only those before it):
 - :mod:`~cirbench.reporting.render`: Markdown, LaTeX (one generator) and CSV text of tables.
 - :mod:`~cirbench.reporting.status`: the README's reproduction status section.
 - :mod:`~cirbench.reporting.plots`: figures of a task table and training curves.
+- :mod:`~cirbench.reporting.tuned`: the tuned-vs-default section, rebuilt from tune records.
 - :mod:`~cirbench.reporting.write`: ``cirbench report``'s files on disk.
 """
 
