@@ -454,14 +454,15 @@ def test_best(
 ) -> MethodOutcome:
     """The best trial of ``spec`` trained and evaluated on the test split, one record per seed."""
     done = counted(study)
-    complete = [t for t in done if t.state == load_optuna().trial.TrialState.COMPLETE]
+    state = load_optuna().trial.TrialState
+    complete = [t for t in done if t.state == state.COMPLETE]
     if not complete:
         raise CirbenchError(
             f"tune {settings.task.name} {spec}: all {len(done)} trials failed (first reason: "
             f"{done[0].user_attrs.get('error', 'unknown') if done else 'none ran'})"
         )
     best = study.best_trial
-    pruned = [t for t in done if t.state == load_optuna().trial.TrialState.PRUNED]
+    pruned = [t for t in done if t.state == state.PRUNED]
     overrides = to_overrides(settings.overrides, best.params)
     origin = {
         "study": study.study_name,

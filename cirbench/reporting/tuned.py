@@ -50,11 +50,12 @@ from cirbench.reporting.render import (
     SISETUP,
     Style,
     latex_tabular,
+    mean_std_text,
     si_column,
 )
-from cirbench.reporting.tables import ALPHA
+from cirbench.reporting.tables import ALPHA, percent
 from cirbench.results import load_record
-from cirbench.space import space_from_json
+from cirbench.space import as_text, space_from_json
 from cirbench.tasks import TASKS
 from cirbench.tune import load_optuna
 
@@ -122,18 +123,12 @@ def _params(overrides: Sequence[str], space: Mapping[str, Domain]) -> dict[str, 
         if domain is None:
             continue
         if isinstance(domain, Choice):
-            out[name] = next((v for v in domain.values if _text(v) == text), text)
+            out[name] = next((v for v in domain.values if as_text(v) == text), text)
         elif isinstance(domain, FloatRange):
             out[name] = float(text)
         else:
             out[name] = int(text)
     return out
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def base_overrides(overrides: Sequence[str], space: Mapping[str, Domain]) -> str:
@@ -242,11 +237,8 @@ def welch(a: Arm, b: Arm) -> float | None:
 
 
 def _pct(arm: Arm, style: Style) -> str:
-    mean, std = arm.mean(), arm.std()
-    if mean is None:
-        return style.dash
-    text = f"{100 * mean:.2f}"
-    return text if std is None else f"{text}{style.pm}{100 * std:.2f}"
+    """Mean ± std over seeds in percent, as every cirbench table writes it."""
+    return mean_std_text(percent(arm.mean()), percent(arm.std()), arm.n, style)
 
 
 def _p(p: float | None, style: Style) -> str:
@@ -266,7 +258,7 @@ def _config(study: StudyResult, style: Style) -> str:
         return style.dash
     items = []
     for name, value in study.best_params.items():
-        shown = f"{value:.3g}" if isinstance(value, float) else _text(value)
+        shown = f"{value:.3g}" if isinstance(value, float) else as_text(value)
         items.append(f"{name}={shown}")
     return style.code(" ".join(items)) if style.name == "md" else style.text(" ".join(items))
 
@@ -433,7 +425,7 @@ def tuned_csv(studies: Sequence[StudyResult]) -> str:
             s.task, s.method, s.metric, len(s.trials), s.pruned, s.budget, s.best_trial,
             s.best_val, s.tuned.mean(), s.tuned.std(), s.tuned.n, s.default.mean(),
             s.default.std(), s.default.n, welch(s.tuned, s.default),
-            " ".join(f"{k}={_text(v)}" for k, v in s.best_params.items()),
+            " ".join(f"{k}={as_text(v)}" for k, v in s.best_params.items()),
         ]  # fmt: skip
         writer.writerow([_csv_cell(c) for c in cells])
     return buffer.getvalue()
