@@ -294,6 +294,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     specs, overrides, profile, cfg = command_setup(args, task)
     device = distributed.init_from_env(resolve_device(args.device))
+    clean = False
+    try:
+        code = run_runs(args, task, seeds, specs, overrides, profile, cfg, device)
+        clean = True
+        return code
+    finally:
+        distributed.shutdown(clean)
+
+
+def run_runs(
+    args: argparse.Namespace,
+    task: AnyTask,
+    seeds: list[int],
+    specs: list[str],
+    overrides: Overrides,
+    profile: str,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> int:
+    """Every method x seed of ``cirbench run``, in this process (one rank of several, maybe)."""
     data = task.load(resolve_root(args.data_root))
     if args.split == "val":
         data = task.validation(data, cfg)

@@ -74,3 +74,18 @@ def gather(obj: T) -> list[T]:
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
+
+
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group before the interpreter exits.
+
+    A gloo group left open when Python exits can abort the process (``terminate called without
+    an active exception``, SIGABRT) while its worker threads are being torn down; torchrun then
+    reports the whole run failed although every rank finished. ``clean`` waits for the other
+    ranks first; after an error no barrier is attempted, since the other ranks may never come.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()

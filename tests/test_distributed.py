@@ -41,3 +41,20 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     assert len(b["history"]) == 8
     for metric in ("top1", "recall@1", "mAP"):
         assert abs(a["metrics"][metric] - b["metrics"][metric]) <= TOLERANCE, metric
+
+
+def test_shutdown_leaves_the_process_group(tmp_path: Path) -> None:
+    """A rank leaves its gloo group before exit (an open one can SIGABRT at interpreter exit)."""
+    import torch.distributed as dist
+
+    distributed.shutdown()  # no group: nothing to do
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    distributed.shutdown()
+    assert not dist.is_initialized()
+    dist.init_process_group(
+        "gloo", store=dist.FileStore(str(tmp_path / "s2"), 1), rank=0, world_size=1
+    )
+    distributed.shutdown(clean=False)  # after an error: no barrier, still left
+    assert not dist.is_initialized()
