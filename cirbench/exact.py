@@ -14,18 +14,29 @@ Exact mode fixes all of them:
   anything else, and a process that already imported torch relaunches itself (:func:`relaunch`).
 - ``MKL_CBWR=COMPATIBLE``: MKL's conditional numerical reproducibility, one code path whatever the
   CPU (Intel's documented switch for run-to-run and CPU-to-CPU identical BLAS results).
-- oneDNN off (``torch.backends.mkldnn.enabled = False``): convolutions take ATen's im2col + BLAS.
+- oneDNN off (``torch.backends.mkldnn.enabled = False``) and NNPACK off: convolutions take ATen's
+  im2col + BLAS. With oneDNN off, CPU convolutions still went to NNPACK, which sizes its blocks
+  from the CPU's caches (cpuinfo) and is absent on CPUs without AVX2.
+- portable ``sqrt`` (:mod:`cirbench.portable`): even with default kernels, ATen's CPU ``sqrt``
+  calls MKL's vector math library, whose result differs between CPUs (and is not correctly
+  rounded); exact mode swaps in the IEEE square root and refuses the four other such functions.
 - one thread (``OMP_NUM_THREADS=MKL_NUM_THREADS=1`` and ``torch.set_num_threads(1)``).
 - ``torch.use_deterministic_algorithms(True)``; CPU only, one process (no DDP).
 - seeds, as in every run.
 
 Checked here: the digits smoke job gave identical metrics (every bit) under
 ``ATEN_CPU_CAPABILITY`` avx512 / avx2 / default in the caller's environment, combined with
-``MKL_ENABLE_INSTRUCTIONS`` AVX2 / AVX512 and ``OMP_NUM_THREADS`` unset / 1 / 2. Cost on a 2-core
-CPU (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke command 15.0 s
-vs 6.7 s (x2.2), its training and evaluation alone 9.65 s vs 1.35 s (x7.1). What exact mode cannot
-fix: another torch build or another architecture (aarch64) may compute differently; the record
-stores both so that the gate can say so.
+``MKL_ENABLE_INSTRUCTIONS`` AVX2 / AVX512 and ``OMP_NUM_THREADS`` unset / 1 / 2 (tests/test_exact.py).
+That was on one Intel CPU and did not catch the last two points: the baselines it wrote failed on
+an AMD EPYC (2026-12-01). Since then exact mode is also checked across CPU vendors: the job runs
+under ``qemu-x86_64 -cpu Haswell-v4`` (an emulated Intel CPU) and natively, and must agree bit for
+bit (tests/test_exact_cross_cpu.py, when qemu-user is installed; `.ci/run` installs it). Cost on
+a 2-core CPU (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke
+command 15.0 s vs 6.7 s (x2.2), its training and evaluation alone 9.65 s vs 1.35 s (x7.1), measured
+before NNPACK and ``sqrt`` were fixed. What exact mode cannot fix: another torch build or another
+architecture (aarch64) may compute differently; the record stores both so that the gate can say so.
+``x ** 0.5`` (``pow`` with exponent 0.5) bypasses the dispatcher's ``sqrt`` and stays CPU-dependent:
+write ``x.sqrt()`` (cirbench's own code does).
 
 This module does not import torch at import time: the entry point uses it before torch loads.
 """
@@ -88,7 +99,11 @@ def apply() -> None:
     """The settings that can be made inside a running process (after :func:`problems` is empty)."""
     import torch
 
+    from cirbench import portable
+
     torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+    torch.backends.nnpack.set_flags(False)  # type: ignore[no-untyped-call]
+    portable.install()
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
 
@@ -97,11 +112,15 @@ def describe(exact: bool) -> dict[str, Any]:
     """What fixed (or did not fix) the numerics of this run; stored in every record."""
     import torch
 
+    from cirbench import portable
+
     return {
         "mode": EXACT if exact else DEFAULT,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "mkldnn": bool(torch.backends.mkldnn.enabled),
+        "nnpack": bool(torch._C._get_nnpack_enabled()),
+        "portable_kernels": portable.installed(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "env": {name: os.environ.get(name) for name in EXACT_ENV},
         "torch": torch.__version__,

@@ -15,6 +15,7 @@ DELIBERATE = {
     # torch must not load before exact mode has set its environment (cirbench.exact)
     ("cirbench.entry", "cirbench.cli"),
     ("cirbench.exact", "torch"),
+    ("cirbench.exact", "cirbench.portable"),
     # optional dependencies: only the slurm launcher / the tensorboard logger need them
     ("cirbench.sweep", "submitit"),
     ("cirbench.epochlog", "torch.utils.tensorboard"),

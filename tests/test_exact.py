@@ -79,6 +79,8 @@ def test_exact_gate_passes_under_every_kernel_and_thread_setting(tmp_path: Path)
         assert repro["reproducibility"]["mode"] == "exact"
         assert repro["reproducibility"]["cpu_capability"] == "DEFAULT"
         assert repro["reproducibility"]["threads"] == 1
+        assert repro["reproducibility"]["nnpack"] is False  # its blocking follows the caches
+        assert repro["reproducibility"]["portable_kernels"] is True  # sqrt without MKL VML
     first = next(iter(seen.values()))
     assert all(m == first for m in seen.values())  # identical floats, every environment
 

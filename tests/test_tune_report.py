@@ -6,6 +6,7 @@ trial by value), not from the module under test."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ import pytest
 from scipy import stats
 
 from cirbench.cli import main
-from cirbench.reporting.tuned import by_task, collect_studies, tuned_csv, tuned_markdown
+from cirbench.reporting.tuned import (
+    Arm,
+    by_task,
+    collect_studies,
+    tuned_csv,
+    tuned_markdown,
+    welch,
+)
 
 pytest.importorskip("optuna")
 
@@ -88,7 +96,12 @@ def test_table_numbers_match_scipy_on_the_records(folder: Path) -> None:
 def test_report_writes_section_tables_and_optuna_plots(folder: Path) -> None:
     out = folder / "report"
     args = ["report", "--runs", str(folder), "--out", str(out), "--readme", "none"]
-    assert main([*args, "--tuned", str(folder)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--tuned", str(folder)]) == 0
+    # long tuned labels once collapsed the curves' axes; constant arms made scipy warn
+    assert not [w for w in caught if "constrained_layout" in str(w.message)]
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
     report = (out / "REPORT.md").read_text()
     assert "## Tuned vs default (equal budget)" in report
     assert "![digits: optimisation history](plots/digits_tuned_history.png)" in report
@@ -102,3 +115,15 @@ def test_report_writes_section_tables_and_optuna_plots(folder: Path) -> None:
     assert not (out / "plots" / "digits_tuned_importance_ce.png").exists()
     assert main([*args, "--tuned", "none", "--no-plots"]) == 0
     assert "Tuned vs default" not in (out / "REPORT.md").read_text()
+
+
+def test_welch_is_undefined_for_two_constant_arms() -> None:
+    flat, other = Arm("", {0: 0.9, 1: 0.9}), Arm("", {0: 0.8, 1: 0.8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert welch(flat, other) is None
+        # one constant arm: t is defined (that arm's variance is 0) and no warning is shown
+        varied = Arm("", {0: 0.8, 1: 0.85, 2: 0.81})
+        assert welch(Arm("", {0: 0.96111, 1: 0.96111}), varied) is not None
+    expected = stats.ttest_ind([0.9, 0.9], [0.8, 0.85, 0.81], equal_var=False).pvalue
+    assert welch(flat, varied) == pytest.approx(expected)

@@ -223,7 +223,10 @@ def _curve_panel(
             continue
         color = COLORS[i % len(COLORS)]
         ax.plot(
-            frame.index, frame.mean(axis=1), color=color, label=f"{row.label} (n={frame.shape[1]})"
+            frame.index,
+            frame.mean(axis=1),
+            color=color,
+            label=f"{tick_label(row.label)} (n={frame.shape[1]})",  # long tuned configs wrap
         )
         if frame.shape[1] > 1:
             ax.fill_between(

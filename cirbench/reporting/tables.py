@@ -7,6 +7,7 @@ over shared few-shot episodes). Nothing here formats text: see :mod:`cirbench.re
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -205,11 +206,27 @@ def significance(
     if ep_row and ep_base and ep_row[0] == ep_base[0] and len(ep_row[1]) > 1:
         p = float(stats.ttest_rel(ep_row[1], ep_base[1]).pvalue)
         return PAIRED, None if np.isnan(p) else p
-    a, b = _group_values(df, row, metric), _group_values(df, base, metric)
+    return WELCH, welch_p(_group_values(df, row, metric), _group_values(df, base, metric))
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p of Welch's t-test; None with fewer than two values a side or when neither
+    side varies (t is undefined).
+
+    One constant side is fine (its variance is exactly 0), but scipy computes that variance in
+    floating point and warns of "catastrophic cancellation" for it; that warning is silenced
+    only in this case, where it cannot matter.
+    """
     if len(a) < 2 or len(b) < 2:
-        return WELCH, None
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return WELCH, None if np.isnan(p) else p
+        return None
+    flat_a, flat_b = max(a) == min(a), max(b) == min(b)
+    if flat_a and flat_b:
+        return None
+    with warnings.catch_warnings():
+        if flat_a or flat_b:
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return None if np.isnan(p) else p
 
 
 def row_backbones(df: pd.DataFrame, key: tuple[str, str, str]) -> set[str]:

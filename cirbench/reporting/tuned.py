@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
 
 from cirbench.config import Choice, Domain, FloatRange, Overrides
 from cirbench.errors import CirbenchError
@@ -53,7 +51,7 @@ from cirbench.reporting.render import (
     mean_std_text,
     si_column,
 )
-from cirbench.reporting.tables import ALPHA, percent
+from cirbench.reporting.tables import ALPHA, percent, welch_p
 from cirbench.results import load_record
 from cirbench.space import as_text, space_from_json
 from cirbench.tasks import TASKS
@@ -224,13 +222,8 @@ def _best_number(trials: Sequence[Trial], origin: Mapping[str, Any]) -> int | No
 
 
 def welch(a: Arm, b: Arm) -> float | None:
-    """Two-sided p of Welch's t-test between two arms; None with fewer than 2 values a side
-    or no variance at all."""
-    if a.n < 2 or b.n < 2:
-        return None
-    x, y = list(a.values.values()), list(b.values.values())
-    p = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
+    """Two-sided p of Welch's t-test between two arms (:func:`tables.welch_p`)."""
+    return welch_p(list(a.values.values()), list(b.values.values()))
 
 
 # --- text -------------------------------------------------------------------------------------
