@@ -24,19 +24,19 @@ Exact mode fixes all of them:
 - ``torch.use_deterministic_algorithms(True)``; CPU only, one process (no DDP).
 - seeds, as in every run.
 
-Checked here: the digits smoke job gave identical metrics (every bit) under
-``ATEN_CPU_CAPABILITY`` avx512 / avx2 / default in the caller's environment, combined with
-``MKL_ENABLE_INSTRUCTIONS`` AVX2 / AVX512 and ``OMP_NUM_THREADS`` unset / 1 / 2 (tests/test_exact.py).
-That was on one Intel CPU and did not catch the last two points: the baselines it wrote failed on
-an AMD EPYC (2026-12-01). Since then exact mode is also checked across CPU vendors: the job runs
-under ``qemu-x86_64 -cpu Haswell-v4`` (an emulated Intel CPU) and natively, and must agree bit for
-bit (tests/test_exact_cross_cpu.py, when qemu-user is installed; `.ci/run` installs it). Cost on
-a 2-core CPU (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke
-command 15.0 s vs 6.7 s (x2.2), its training and evaluation alone 9.65 s vs 1.35 s (x7.1), measured
-before NNPACK and ``sqrt`` were fixed. What exact mode cannot fix: another torch build or another
+Checked here: the digits smoke job gave identical metrics (every bit) under ``ATEN_CPU_CAPABILITY``
+avx512 / avx2 / default in the caller's environment, combined with ``MKL_ENABLE_INSTRUCTIONS`` AVX2
+/ AVX512 and ``OMP_NUM_THREADS`` unset / 1 / 2 (tests/test_exact.py). That was on one Intel CPU and
+did not catch the last two points: the baselines it wrote failed on an AMD EPYC (2026-12-01). Since
+then exact mode is also checked across CPU vendors: the job runs under ``qemu-x86_64 -cpu
+Haswell-v4`` (an emulated Intel CPU) and natively, and must agree bit for bit
+(tests/test_exact_cross_cpu.py, when qemu-user is installed; `.ci/run` installs it). Cost on a
+2-core CPU (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke command
+15.0 s vs 6.7 s (x2.2), its training and evaluation alone 9.65 s vs 1.35 s (x7.1), measured before
+NNPACK and ``sqrt`` were fixed. What exact mode cannot fix: another torch build or another
 architecture (aarch64) may compute differently; the record stores both so that the gate can say so.
-``x ** 0.5`` (``pow`` with exponent 0.5) bypasses the dispatcher's ``sqrt`` and stays CPU-dependent:
-write ``x.sqrt()`` (cirbench's own code does).
+``x ** 0.5`` (``pow`` with exponent 0.5) bypasses the dispatcher's ``sqrt`` and stays
+CPU-dependent: write ``x.sqrt()`` (cirbench's own code does).
 
 This module does not import torch at import time: the entry point uses it before torch loads.
 """

@@ -405,3 +405,22 @@ def test_plot_labels_and_intervals() -> None:
     assert metric_label("top1_gall") == "top-1 accuracy (full gallery) (%)"
     assert ci95(None, 3) == 0.0 and ci95(1.0, 1) == 0.0
     assert ci95(2.0, 3) == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))
+
+
+def test_intervals_and_axes_stop_at_100_percent(table: TaskTable) -> None:
+    from dataclasses import replace
+
+    from matplotlib.figure import Figure
+
+    from cirbench.reporting.plots import _metric_panel, bounded
+
+    assert bounded(99.0, 2.5) == [[2.5], [1.0]] and bounded(1.0, 2.5) == [[1.0], [2.5]]
+    assert bounded(50.0, 2.5) == [[2.5], [2.5]]
+    # every row 99.5 +/- a t interval of about 5 points: the axis still ends at 100
+    rows = tuple(
+        replace(r, cells={m: replace(c, mean=99.5, std=2.0, n=3) for m, c in r.cells.items()})
+        for r in table.rows
+    )
+    ax = Figure().subplots()
+    _metric_panel(ax, replace(table, rows=rows), "top1")
+    assert 99.5 < ax.get_ylim()[1] <= 100.5

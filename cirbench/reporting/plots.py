@@ -1,7 +1,8 @@
 """Report plots (matplotlib, Agg, no pyplot state): PNG for the Markdown report, PDF for papers.
 
 - ``<task>_metrics``: one panel per metric; a point per row of the task table with ours as the
-  mean over seeds and its 95% confidence interval (Student t, n - 1 degrees of freedom); points,
+  mean over seeds and its 95% confidence interval (Student t, n - 1 degrees of freedom, cut at 0
+  and 100 where it would cross them); points,
   not bars, so an axis that does not start at zero misleads nobody. The reported value is a
   black diamond, labelled with its number (with the paper's 95% interval where it gives one).
 - ``<task>_curves``: per-epoch training loss (``total``, log scale) from the records'
@@ -96,6 +97,12 @@ def tick_label(label: str) -> str:
     return _TICK.fill(label)
 
 
+def bounded(value: float, half: float) -> list[list[float]]:
+    """Error-bar extents (below, above) of ``value`` +/- ``half``, cut at 0 and 100: the t
+    interval of a percentage near its bound may cross it, the percentage cannot."""
+    return [[min(half, max(value, 0.0))], [min(half, max(100.0 - value, 0.0))]]
+
+
 def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     rows = table.rows
     x = np.arange(len(rows))
@@ -104,7 +111,7 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
     for i, (mean, half) in enumerate(zip(means, halves, strict=True)):
         if mean is not None:
             color = COLORS[i % len(COLORS)]
-            ax.errorbar(i, mean, yerr=half, fmt="o", color=color, capsize=4, ms=6, lw=1.5)
+            ax.errorbar(i, mean, yerr=bounded(mean, half), fmt="o", color=color, capsize=4, ms=6)
     heights = [m if m is not None else 0.0 for m in means]
     stds = halves
     shown = [v for v, m in zip(heights, means, strict=True) if m is not None]
@@ -116,7 +123,7 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
             ax.errorbar(
                 i,
                 entry.value,
-                yerr=entry.ci95 or 0.0,
+                yerr=bounded(entry.value, entry.ci95 or 0.0),
                 fmt="D",
                 color="black",
                 capsize=3,
@@ -142,10 +149,12 @@ def _metric_panel(ax: Axes, table: TaskTable, metric: str) -> None:
                 transform=ax.get_xaxis_transform(),
             )
     low = min((v - s for v, s in zip(heights, stds, strict=True) if v), default=0.0)
-    low = min([low, *shown]) if shown else 0.0
+    low = max(0.0, min([low, *shown]) if shown else 0.0)
     high = max([*shown, *(v + s for v, s in zip(heights, stds, strict=True))], default=1.0)
+    high = min(high, 100.0)
     pad = max(0.5, 0.15 * (high - low))
-    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) if high <= 100 else high + pad)
+    # a percentage axis ends at 100 (plus room for a marker drawn there)
+    ax.set_ylim(max(0.0, low - pad), min(high + pad, 100.0 + 0.03 * (high - low + pad)))
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_xticks(x, [tick_label(r.label) for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_title(metric_label(metric).removesuffix(" (%)"), fontsize=10)
