@@ -3,6 +3,7 @@ that exact mode needs (see :mod:`cirbench.exact`): torch reads it once, when it 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from cirbench.exact import prepare_environment
@@ -13,7 +14,14 @@ def run_cli() -> None:
     prepare_environment(argv)
     from cirbench.cli import main  # only now: torch loads with the environment set
 
-    sys.exit(main(argv))
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `cirbench table ... | head`: the reader left; no traceback
+        # Python would try to flush stdout again at exit and fail the same way
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
+    sys.exit(code)
 
 
 def slurm_job(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
@@ -89,6 +89,18 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit or None, "dirty": dirty}
 
 
+_CODE_VERSION: dict[str, Any] = {}
+
+
+def code_version() -> dict[str, Any]:
+    """:func:`git_commit` as it was the first time this process asked. A run executes the code
+    it imported when it started; a commit made while it trained (an hour, for some tasks) must
+    not be stamped on its record. :func:`runner.train_and_record` asks before training."""
+    if not _CODE_VERSION:
+        _CODE_VERSION.update(git_commit())
+    return dict(_CODE_VERSION)
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -106,9 +118,10 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: torch.device) -> dict[str, Any]:
+def provenance(device: torch.device, git: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Where a record came from; ``git`` as captured when the run started (else asked now)."""
     return {
-        "git": git_commit(),
+        "git": dict(git) if git is not None else git_commit(),
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -31,7 +31,15 @@ from cirbench.errors import CirbenchError
 from cirbench.methods import MethodContext, build_method
 from cirbench.methods.base import Method, check_requirements
 from cirbench.models import EmbeddingNet
-from cirbench.results import SCHEMA, Split, config_hash, provenance, record_path, write_record
+from cirbench.results import (
+    SCHEMA,
+    Split,
+    code_version,
+    config_hash,
+    provenance,
+    record_path,
+    write_record,
+)
 from cirbench.tasks import AnyTask, EvalContext, Task, TaskData
 from cirbench.tasks.base import ConfigT, DataT
 
@@ -165,6 +173,7 @@ def train_and_record(
     every E epochs; the values join the epoch log as ``val_<metric>`` and the record as
     ``eval_history``, without touching any random state the training draws from."""
     check_eval_every(eval_every, run.split)
+    code = code_version()  # before training: the code this process runs, not a later HEAD
     model, method = prepare(run)
     config = resolved_config(run, method)
     chash = config_hash(config)
@@ -216,7 +225,7 @@ def train_and_record(
         "weights": model.pretrained_weights,
         "backbone": run.task.backbone(run.cfg),
         "reproducibility": exact.describe(run.exact),
-        "provenance": {**provenance(device), "command": ["cirbench", *command]},
+        "provenance": {**provenance(device, code), "command": ["cirbench", *command]},
     }
     if run.origin is not None:
         record["origin"] = dict(run.origin)

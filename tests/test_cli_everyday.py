@@ -188,3 +188,22 @@ def test_eval_every_refuses_the_test_split(tmp_path: Path, capsys) -> None:
     assert main([*argv, "--eval-every", "1", "--out", str(tmp_path)]) == 2
     assert "use it with --split val" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_closed_output_pipe_exits_141_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from fixture_records import write_digits
+
+    write_digits(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cirbench", "table", "digits", "--runs", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head` that already left
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err
+    assert "Traceback" not in err

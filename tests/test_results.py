@@ -156,3 +156,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
         results.write_atomic(readme, "new text\n" * 2000)
     assert readme.read_text() == "old text\n" * 1000
     assert sorted(os.listdir(tmp_path)) == ["README.md"]
+
+
+def test_a_record_names_the_commit_its_run_started_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit made while a run trains is not stamped on its record (the run kept executing
+    the code it imported)."""
+    from cirbench import results
+    from cirbench.cli import main
+
+    heads = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(results, "_CODE_VERSION", {})
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": next(heads), "dirty": False})
+    args = ["run", "digits", "--method", "ce,ls", "--profile", "smoke", "--seeds", "0", "-q"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    commits = {
+        json.loads(p.read_text())["provenance"]["git"]["commit"]
+        for p in (tmp_path / "runs" / "digits").glob("*.json")
+    }
+    assert commits == {"a" * 40}  # asked once, when the first run started
