@@ -31,12 +31,12 @@ did not catch the last two points: the baselines it wrote failed on an AMD EPYC 
 then exact mode is also checked across CPU vendors: the job runs under ``qemu-x86_64 -cpu
 Haswell-v4`` (an emulated Intel CPU) and natively, and must agree bit for bit
 (tests/test_exact_cross_cpu.py, when qemu-user is installed; `.ci/run` installs it). Cost on a
-2-core CPU (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke command
-15.0 s vs 6.7 s (x2.2), its training and evaluation alone 9.65 s vs 1.35 s (x7.1), measured before
-NNPACK and ``sqrt`` were fixed. What exact mode cannot fix: another torch build or another
-architecture (aarch64) may compute differently; the record stores both so that the gate can say so.
-``x ** 0.5`` (``pow`` with exponent 0.5) bypasses the dispatcher's ``sqrt`` and stays
-CPU-dependent: write ``x.sqrt()`` (cirbench's own code does).
+2-core AMD EPYC (medians of 5 interleaved runs, benchmarks/test_bench_exact_mode.py): the smoke
+command 24.7 s vs 14.3 s (x1.7), its training and evaluation alone 13.6 s vs 3.2 s (x4.3). What
+exact mode cannot fix: another torch build or another architecture (aarch64) may compute
+differently; the record stores both so that the gate can say so. ``x ** 0.5`` (``pow`` with
+exponent 0.5) bypasses the dispatcher's ``sqrt`` and stays CPU-dependent: write ``x.sqrt()``
+(cirbench's own code does).
 
 This module does not import torch at import time: the entry point uses it before torch loads.
 """
