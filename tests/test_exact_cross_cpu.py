@@ -1,6 +1,7 @@
 """Exact mode across CPU vendors: the same exact job natively and on an emulated Intel CPU
 (``qemu-x86_64 -cpu Haswell-v4``: GenuineIntel, other caches and feature bits than most CI
-hosts) must give the same bits. This is what caught NNPACK and MKL VML's sqrt (cirbench.exact).
+hosts) must give the same bits. It fails on the code from before MKL VML's sqrt was replaced
+(cirbench.portable).
 
 Under qemu-user a child process would run natively, so the job gets exact mode's environment up
 front and runs in the emulated process itself (no relaunch). About 100x slower than native:
