@@ -48,10 +48,6 @@ def sqrt_values(x: Tensor) -> Tensor:
     return torch.from_numpy(np.sqrt(x.contiguous().numpy()))
 
 
-def _sqrt(x: Tensor) -> Tensor:
-    return sqrt_values(x)
-
-
 def _sqrt_out(x: Tensor, *, out: Tensor) -> Tensor:
     result = sqrt_values(x)
     out.resize_(result.shape)
@@ -81,7 +77,7 @@ def install() -> None:
     lib = torch.library.Library("aten", "IMPL")  # type: ignore[no-untyped-call]
     with warnings.catch_warnings():  # "Overriding a previously registered kernel": intended
         warnings.simplefilter("ignore", UserWarning)
-        lib.impl("sqrt", _sqrt, "CPU")  # type: ignore[no-untyped-call]
+        lib.impl("sqrt", sqrt_values, "CPU")  # type: ignore[no-untyped-call]
         lib.impl("sqrt.out", _sqrt_out, "CPU")  # type: ignore[no-untyped-call]
         lib.impl("sqrt_", _sqrt_inplace, "CPU")  # type: ignore[no-untyped-call]
         for name in REFUSED:
